@@ -1,0 +1,3 @@
+"""damond: a user-space controller for DAMON-based tiered memory."""
+
+__version__ = "0.1.0"

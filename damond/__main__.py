@@ -1,0 +1,5 @@
+import sys
+
+from damond.cli import main
+
+sys.exit(main())

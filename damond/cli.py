@@ -1,0 +1,142 @@
+"""The ``damond`` command line. Exit codes: 0 ok, 1 runtime failure,
+2 invalid config or arguments, 3 the environment cannot run damond."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from damond import __version__
+from damond.backend.base import EnvironmentRefused
+from damond.config import ConfigError, Settings, config_path, load_settings
+from damond.logsetup import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_ENVIRONMENT = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="damond", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"damond {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            help="TOML file (default: $DAMOND_CONFIG, else /etc/damond/damond.toml if it exists)",
+        )
+        p.add_argument("--backend", choices=["simulated", "sysfs"])
+        p.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS")
+        p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        p.add_argument("--state-dir", type=Path)
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    config_arg(run)
+    check = sub.add_parser("check", help="validate the config and probe the kernel")
+    config_arg(check)
+    sim = sub.add_parser("simulate", help="run the controllers against the simulator")
+    config_arg(sim)
+    sim.add_argument("--duration", type=float, default=3600.0, metavar="SECONDS")
+    sim.add_argument("--seed", type=int)
+    sim.add_argument("--json", type=Path, dest="json_path", metavar="FILE")
+    sim.add_argument("--plot", type=Path, dest="plot_path", metavar="FILE")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("backend", "interval_s", "log_level", "state_dir"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = value
+    if getattr(args, "seed", None) is not None:
+        out["simulation"] = {"seed": args.seed}
+    return out
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path(args.config), _overrides(args))
+
+
+def _print_config_errors(exc: ConfigError) -> None:
+    n = len(exc.errors)
+    print(f"damond: invalid configuration ({n} error{'s' if n != 1 else ''}):", file=sys.stderr)
+    for line in exc.errors:
+        print(f"  {line}", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from damond.daemon import run_daemon
+
+    settings = _load(args)
+    configure_logging(settings.log_level)
+    asyncio.run(run_daemon(settings))
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from damond.daemon import make_backend
+
+    settings = _load(args)
+    backend = make_backend(settings)
+
+    async def probe() -> None:
+        await backend.open()
+        await backend.close()
+
+    asyncio.run(probe())
+    print(f"config: ok ({len(settings.contexts)} contexts)")
+    print(f"backend: {backend.name}")
+    print(f"kernel: {backend.kernel_version()}")
+    print("features:")
+    for name, supported in sorted(backend.features().items()):
+        print(f"  {name:<24} {'yes' if supported else 'no'}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from damond import simulate
+
+    overrides = _overrides(args)
+    overrides["backend"] = "simulated"
+    settings = load_settings(config_path(args.config), overrides)
+    configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
+    result = asyncio.run(simulate.run_simulation(settings, args.duration))
+    print(simulate.format_summary(result))
+    if args.json_path is not None:
+        simulate.write_json(result, args.json_path)
+    if args.plot_path is not None:
+        try:
+            simulate.write_plot(result, args.plot_path)
+        except simulate.PlotUnavailable as exc:
+            print(f"damond: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "simulate": cmd_simulate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        _print_config_errors(exc)
+        return EXIT_CONFIG
+    except EnvironmentRefused as exc:
+        print(f"damond: cannot run here: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

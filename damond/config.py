@@ -1,0 +1,501 @@
+"""Configuration: TOML file < ``DAMOND_*`` environment < command-line flags.
+
+Every error is reported with its field path (``contexts[1].goal.target_bp``)
+and reason; :func:`load_settings` collects all of them instead of stopping at
+the first, so an operator fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from damond import model
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+DEFAULT_CONFIG_PATH = Path("/etc/damond/damond.toml")
+
+
+def _basis_points(value: int) -> int:
+    if not 0 <= value <= 10_000:
+        raise PydanticCustomError(
+            "bp_range", "must be between 0 and 10000, got {value}", {"value": value}
+        )
+    return value
+
+
+BasisPoints = Annotated[int, AfterValidator(_basis_points)]
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise PydanticCustomError(
+            "positive", "must be greater than 0, got {value}", {"value": value}
+        )
+    return value
+
+
+PositiveFloat = Annotated[float, AfterValidator(_positive)]
+PositiveInt = Annotated[int, AfterValidator(_positive)]
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise PydanticCustomError(
+            "non_negative", "must be 0 or more, got {value}", {"value": value}
+        )
+    return value
+
+
+NonNegativeInt = Annotated[int, AfterValidator(_non_negative)]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mode(StrEnum):
+    DAEMON = "daemon"
+    KERNEL = "kernel"
+    NATIVE = "native"
+
+
+class KernelFeed(StrEnum):
+    """What ``kernel`` mode feeds the kernel's tuner.
+
+    ``corrected`` turns the metric around for schemes that lower it, so that a
+    larger quota always raises the fed value (what the kernel's tuner assumes);
+    ``literal`` feeds it as the seed RFC would have, to reproduce its problem.
+    """
+
+    CORRECTED = "corrected"
+    LITERAL = "literal"
+
+
+class IntervalsConfig(_Strict):
+    sample_us: PositiveInt = 50_000
+    aggr_us: PositiveInt = 1_000_000
+    update_us: PositiveInt = 60_000_000
+
+
+class AccessPatternConfig(_Strict):
+    """Kernel units: nr_accesses in samples per aggregation, age in aggregations."""
+
+    nr_accesses_min: NonNegativeInt = 10
+    nr_accesses_max: NonNegativeInt = 2**32 - 1
+    age_min: NonNegativeInt = 3
+    age_max: NonNegativeInt = 2**32 - 1
+
+
+class WeightsConfig(_Strict):
+    sz_permil: NonNegativeInt = 0
+    nr_accesses_permil: NonNegativeInt = 500
+    age_permil: NonNegativeInt = 500
+
+
+class QuotaConfig(_Strict):
+    max_bytes: PositiveInt = 512 * MiB
+    """The most the scheme may move per reset interval, whatever sets the quota."""
+    reset_interval_ms: PositiveInt = 1_000
+    weights: WeightsConfig = WeightsConfig()
+
+
+class SchemeConfig(_Strict):
+    action: Literal["migrate_hot", "migrate_cold"] = "migrate_hot"
+    target_nid: NonNegativeInt
+    access_pattern: AccessPatternConfig = AccessPatternConfig()
+    quota: QuotaConfig = QuotaConfig()
+
+
+class GoalConfig(_Strict):
+    metric: Literal["node_target_mem_bp", "node_eligible_mem_bp"] = "node_target_mem_bp"
+    nid: NonNegativeInt
+    target_bp: BasisPoints
+
+
+class ControllerConfig(_Strict):
+    deadband_bp: BasisPoints = 20
+    gain: Annotated[float, Field(gt=0, le=1)] = 0.5
+    lag_s: float | None = None
+    """Time until migrated memory looks hot at its destination; derived from the
+    access pattern and intervals when unset."""
+    tuner: model.GoalTuner = model.GoalTuner.CONSIST
+    kernel_feed: KernelFeed = KernelFeed.CORRECTED
+
+
+class ContextConfig(_Strict):
+    name: str
+    node: NonNegativeInt
+    mode: Mode = Mode.DAEMON
+    enabled: bool = True
+    intervals: IntervalsConfig = IntervalsConfig()
+    scheme: SchemeConfig
+    goal: GoalConfig
+    controller: ControllerConfig = ControllerConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise PydanticCustomError(
+                "context_name",
+                "must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or "
+                "digit, got {value!r}",
+                {"value": value},
+            )
+        return value
+
+    @property
+    def direction(self) -> model.Direction | None:
+        """How this context's scheme moves its goal metric, None if it cannot."""
+        if self.goal.nid == self.scheme.target_nid:
+            return model.Direction.RAISES
+        if self.goal.nid == self.node:
+            return model.Direction.LOWERS
+        return None
+
+
+class SimNodeConfig(_Strict):
+    id: NonNegativeInt
+    capacity_bytes: PositiveInt
+
+
+class MemorySetConfig(_Strict):
+    """A set of memory chunks with one access rate (probability per sample)."""
+
+    name: str
+    bytes: PositiveInt
+    access_rate: Annotated[float, Field(ge=0, le=1)]
+    placement: Literal["interleave"] | NonNegativeInt = "interleave"
+
+
+class ShiftConfig(_Strict):
+    """At ``at_s``, ``fraction`` of set ``from_set`` swaps access rates with
+    as many bytes of ``to_set``: the hot set moves."""
+
+    at_s: Annotated[float, Field(ge=0)]
+    from_set: str
+    to_set: str
+    fraction: Annotated[float, Field(gt=0, le=1)]
+
+
+class SimulationConfig(_Strict):
+    seed: int = 1
+    chunk_bytes: PositiveInt = 64 * MiB
+    bandwidth_bytes_per_s: PositiveInt = 1 * GiB
+    pingpong_window_s: PositiveFloat = 600.0
+    nodes: tuple[SimNodeConfig, ...] = (
+        SimNodeConfig(id=0, capacity_bytes=20 * GiB),
+        SimNodeConfig(id=1, capacity_bytes=40 * GiB),
+    )
+    sets: tuple[MemorySetConfig, ...] = (
+        MemorySetConfig(name="hot", bytes=28 * GiB, access_rate=0.9, placement="interleave"),
+        MemorySetConfig(name="warm", bytes=1 * GiB, access_rate=0.05, placement=0),
+        MemorySetConfig(name="idle", bytes=1 * GiB, access_rate=0.0, placement=0),
+        MemorySetConfig(name="cold", bytes=8 * GiB, access_rate=0.01, placement=1),
+    )
+    shifts: tuple[ShiftConfig, ...] = (
+        ShiftConfig(at_s=1800, from_set="hot", to_set="cold", fraction=0.25),
+    )
+
+    @property
+    def node_ids(self) -> list[int]:
+        return [n.id for n in self.nodes]
+
+
+class MetricsConfig(_Strict):
+    enabled: bool = True
+    listen: str = "127.0.0.1:9464"
+
+
+class MqttConfig(_Strict):
+    enabled: bool = True
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    host_id: str = Field(default_factory=socket.gethostname)
+    group: str | None = None
+    topic_prefix: str = "damond"
+
+
+def _seed_contexts() -> tuple[ContextConfig, ...]:
+    """The seed RFC's two-context scenario."""
+    return (
+        ContextConfig(
+            name="node0",
+            node=0,
+            scheme=SchemeConfig(target_nid=1),
+            goal=GoalConfig(metric="node_target_mem_bp", nid=0, target_bp=6000),
+        ),
+        ContextConfig(
+            name="node1",
+            node=1,
+            scheme=SchemeConfig(target_nid=0),
+            goal=GoalConfig(metric="node_target_mem_bp", nid=1, target_bp=4000),
+        ),
+    )
+
+
+_toml_data: ContextVar[Mapping[str, Any] | None] = ContextVar("_toml_data", default=None)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The parsed TOML file, as the lowest-priority settings source."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        data = _toml_data.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get() or {})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DAMOND_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    backend: Literal["simulated", "sysfs"] = "simulated"
+    interval_s: PositiveFloat = 1.0
+    state_dir: Path = Path("/var/lib/damond")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    contexts: tuple[ContextConfig, ...] = Field(default_factory=_seed_contexts)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    def context(self, name: str) -> ContextConfig:
+        for ctx in self.contexts:
+            if ctx.name == name:
+                return ctx
+        raise KeyError(name)
+
+
+class ConfigError(Exception):
+    """An invalid configuration; ``errors`` holds one ``path: reason`` per problem."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """``('contexts', 1, 'goal')`` -> ``contexts[1].goal``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+_PLAIN_INPUT = (str, int, float, bool)
+
+
+def _describe_error(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    msg: str = err["msg"]
+    if "got " in msg:
+        return msg
+    msg = msg[0].lower() + msg[1:]
+    value = err.get("input")
+    if isinstance(value, _PLAIN_INPUT):
+        msg += f", got {value!r}"
+    return msg
+
+
+def _pydantic_errors(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        # union members show up as extra loc parts ("int", "literal['interleave']")
+        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"int", "str"}))]
+        lines.append(f"{format_loc(loc)}: {_describe_error(err)}")
+    return sorted(set(lines), key=lines.index)
+
+
+def semantic_errors(settings: Settings) -> list[str]:
+    """Cross-field checks that a single field's validator cannot make."""
+    errors: list[str] = []
+    sim = settings.simulation
+    known_nodes = sim.node_ids if settings.backend == "simulated" else None
+    seen: dict[str, int] = {}
+    for i, ctx in enumerate(settings.contexts):
+        where = f"contexts[{i}]"
+        if ctx.name in seen:
+            errors.append(
+                f"{where}.name: duplicate context name {ctx.name!r} "
+                f"(also contexts[{seen[ctx.name]}])"
+            )
+        else:
+            seen[ctx.name] = i
+        if known_nodes is not None:
+            nodes_text = ", ".join(str(n) for n in known_nodes)
+            for field, value in (
+                ("node", ctx.node),
+                ("scheme.target_nid", ctx.scheme.target_nid),
+                ("goal.nid", ctx.goal.nid),
+            ):
+                if value not in known_nodes:
+                    errors.append(
+                        f"{where}.{field}: unknown node {value}, "
+                        f"the simulated machine has nodes {nodes_text}"
+                    )
+        if ctx.scheme.target_nid == ctx.node:
+            errors.append(
+                f"{where}.scheme.target_nid: must differ from the context's node "
+                f"({ctx.node}), got {ctx.scheme.target_nid}"
+            )
+        elif ctx.direction is None:
+            errors.append(
+                f"{where}.goal.nid: must be the context's node ({ctx.node}) or the "
+                f"scheme's target_nid ({ctx.scheme.target_nid}), got {ctx.goal.nid}"
+            )
+        pattern = ctx.scheme.access_pattern
+        if pattern.nr_accesses_min > pattern.nr_accesses_max:
+            errors.append(
+                f"{where}.scheme.access_pattern.nr_accesses_min: must not exceed "
+                f"nr_accesses_max ({pattern.nr_accesses_max}), got {pattern.nr_accesses_min}"
+            )
+        if pattern.age_min > pattern.age_max:
+            errors.append(
+                f"{where}.scheme.access_pattern.age_min: must not exceed age_max "
+                f"({pattern.age_max}), got {pattern.age_min}"
+            )
+        if ctx.intervals.aggr_us < ctx.intervals.sample_us:
+            errors.append(
+                f"{where}.intervals.aggr_us: must be at least sample_us "
+                f"({ctx.intervals.sample_us}), got {ctx.intervals.aggr_us}"
+            )
+        if ctx.mode is Mode.NATIVE:
+            if ctx.goal.metric != "node_eligible_mem_bp":
+                errors.append(
+                    f"{where}.goal.metric: native mode needs node_eligible_mem_bp "
+                    f"(the only metric a kernel computes), got {ctx.goal.metric!r}"
+                )
+            if ctx.direction is model.Direction.LOWERS:
+                errors.append(
+                    f"{where}.goal.nid: native mode needs the goal on the scheme's "
+                    f"destination (nid={ctx.scheme.target_nid}) because the kernel's tuner "
+                    f"assumes a larger quota raises the metric, got {ctx.goal.nid}"
+                )
+    if settings.backend == "simulated":
+        errors.extend(_simulation_errors(sim))
+    return errors
+
+
+def _simulation_errors(sim: SimulationConfig) -> list[str]:
+    errors: list[str] = []
+    ids = sim.node_ids
+    if not ids:
+        errors.append("simulation.nodes: must list at least one node")
+    for i, node_id in enumerate(ids):
+        if node_id in ids[:i]:
+            errors.append(f"simulation.nodes[{i}].id: duplicate node id {node_id}")
+    names = [s.name for s in sim.sets]
+    for i, mset in enumerate(sim.sets):
+        if mset.name in names[:i]:
+            errors.append(f"simulation.sets[{i}].name: duplicate set name {mset.name!r}")
+        if mset.placement != "interleave" and mset.placement not in ids:
+            errors.append(
+                f"simulation.sets[{i}].placement: unknown node {mset.placement}, "
+                f"the simulated machine has nodes {', '.join(map(str, ids))}"
+            )
+    for i, shift in enumerate(sim.shifts):
+        for field in ("from_set", "to_set"):
+            name = getattr(shift, field)
+            if name not in names:
+                errors.append(f"simulation.shifts[{i}].{field}: unknown set {name!r}")
+    total = sum(s.bytes for s in sim.sets)
+    capacity = sum(n.capacity_bytes for n in sim.nodes)
+    if total > capacity:
+        errors.append(
+            f"simulation.sets: {total} bytes of memory do not fit the machine's "
+            f"{capacity} bytes of capacity"
+        )
+    return errors
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"config file {path}: not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"config file {path}: is a directory"]) from None
+    except PermissionError:
+        raise ConfigError([f"config file {path}: permission denied"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config file {path}: invalid TOML: {exc}"]) from None
+
+
+def config_path(cli_path: Path | None) -> Path | None:
+    """The file to read: ``-c``, else ``$DAMOND_CONFIG``, else the default if it exists."""
+    if cli_path is not None:
+        return cli_path
+    env = os.environ.get("DAMOND_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the settings from file, environment and CLI overrides, or raise ConfigError."""
+    data = read_toml(path) if path is not None else {}
+    token = _toml_data.set(data)
+    try:
+        settings = Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_errors(exc)) from None
+    finally:
+        _toml_data.reset(token)
+    errors = semantic_errors(settings)
+    if errors:
+        raise ConfigError(errors)
+    return settings

@@ -1,0 +1,146 @@
+"""Typed model of the DAMON objects damond drives, independent of any backend.
+
+It mirrors the sysfs hierarchy (kdamond > context > scheme > quota > goal) so a
+backend can map it one to one onto files, and the simulator onto its dynamics.
+Units are the kernel's: bytes, microseconds, milliseconds, basis points,
+``nr_accesses`` in samples per aggregation interval and ``age`` in aggregation
+intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Operations(StrEnum):
+    VADDR = "vaddr"
+    FVADDR = "fvaddr"
+    PADDR = "paddr"
+
+
+class Action(StrEnum):
+    MIGRATE_HOT = "migrate_hot"
+    MIGRATE_COLD = "migrate_cold"
+    STAT = "stat"
+
+
+class GoalMetric(StrEnum):
+    """Goal metrics damond understands.
+
+    ``node_target_mem_bp`` is the seed RFC's metric (never merged), computed by
+    damond; ``node_eligible_mem_bp`` is the one merged in Linux 7.2;
+    ``user_input`` is what damond feeds to the kernel's tuner.
+    """
+
+    NODE_TARGET_MEM_BP = "node_target_mem_bp"
+    NODE_ELIGIBLE_MEM_BP = "node_eligible_mem_bp"
+    USER_INPUT = "user_input"
+
+
+class GoalTuner(StrEnum):
+    CONSIST = "consist"
+    TEMPORAL = "temporal"
+
+
+class Direction(StrEnum):
+    """How a scheme's action moves the goal node's metric."""
+
+    RAISES = "raises"  # pages are moved into the goal node
+    LOWERS = "lowers"  # pages are moved out of the goal node
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRange:
+    """A half-open physical address range ``[start, end)`` in bytes."""
+
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Intervals:
+    sample_us: int = 5_000
+    aggr_us: int = 100_000
+    update_us: int = 60_000_000
+
+    @property
+    def samples_per_aggr(self) -> int:
+        return max(1, self.aggr_us // self.sample_us)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPattern:
+    """Inclusive ranges a region must fall in to be eligible for a scheme."""
+
+    sz_min: int = 0
+    sz_max: int = 2**64 - 1
+    nr_accesses_min: int = 0
+    nr_accesses_max: int = 2**32 - 1
+    age_min: int = 0
+    age_max: int = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    sz_permil: int = 0
+    nr_accesses_permil: int = 0
+    age_permil: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaGoal:
+    metric: GoalMetric
+    target_value: int
+    current_value: int = 0
+    nid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """``bytes`` and ``ms`` of 0 mean "no limit" in DAMON unless goals are set."""
+
+    bytes: int = 0
+    ms: int = 0
+    reset_interval_ms: int = 1_000
+    weights: Weights = field(default_factory=Weights)
+    goals: tuple[QuotaGoal, ...] = ()
+    goal_tuner: GoalTuner = GoalTuner.CONSIST
+
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    action: Action
+    access_pattern: AccessPattern
+    quota: Quota
+    target_nid: int = -1
+    apply_interval_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """One DAMON context: its operations, what it watches and its schemes."""
+
+    name: str
+    operations: Operations
+    intervals: Intervals
+    nodes: tuple[int, ...]
+    regions: tuple[AddressRange, ...] = ()
+    schemes: tuple[Scheme, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Kdamond:
+    contexts: tuple[Context, ...]
+
+
+IDLE_QUOTA_BYTES = 1
+"""The quota that makes a scheme do nothing.
+
+DAMON reads a size quota of 0 as "no limit", so a paused scheme gets 1 byte,
+which is below any region's minimum size and therefore always "full".
+"""
