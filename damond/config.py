@@ -206,6 +206,19 @@ class ShiftConfig(_Strict):
     fraction: Annotated[float, Field(gt=0, le=1)]
 
 
+class FaultConfig(_Strict):
+    """An injected failure of a context's backend calls, for testing supervision.
+
+    ``raise`` makes ``count`` snapshots of the context fail from ``at_s`` on;
+    ``hang`` makes its snapshots block from ``at_s`` on, until cancelled.
+    """
+
+    context: str
+    at_s: Annotated[float, Field(ge=0)] = 0.0
+    kind: Literal["raise", "hang"] = "raise"
+    count: PositiveInt = 1
+
+
 class SimulationConfig(_Strict):
     seed: int = 1
     chunk_bytes: PositiveInt = 64 * MiB
@@ -224,6 +237,7 @@ class SimulationConfig(_Strict):
     shifts: tuple[ShiftConfig, ...] = (
         ShiftConfig(at_s=1800, from_set="hot", to_set="cold", fraction=0.25),
     )
+    faults: tuple[FaultConfig, ...] = ()
 
     @property
     def node_ids(self) -> list[int]:

@@ -7,6 +7,7 @@ same backend serves ``damond run`` (wall-clock time) and ``damond simulate``
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -46,6 +47,18 @@ class SimBackend:
         step_s, samples = machine_step(contexts)
         self.machine = SimMachine(cfg, step_s, samples)
         self._clock = clock
+        self._faults = cfg.faults
+        self._fault_left = [f.count for f in cfg.faults]
+
+    async def _injected_fault(self, name: str) -> None:
+        for i, fault in enumerate(self._faults):
+            if fault.context != name or self.machine.t < fault.at_s:
+                continue
+            if fault.kind == "hang":
+                await asyncio.Event().wait()
+            if self._fault_left[i] > 0:
+                self._fault_left[i] -= 1
+                raise BackendError(f"context {name}: injected fault at {self.machine.t:.0f} s")
 
     async def open(self) -> None:
         self._advance()
@@ -74,6 +87,7 @@ class SimBackend:
 
     async def snapshot(self, name: str) -> Snapshot:
         self._advance()
+        await self._injected_fault(name)
         scheme = self._get(name)
         return Snapshot(
             time_s=self.machine.t,
