@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from damond import __version__
-from damond.backend.base import EnvironmentRefused
+from damond.backend.base import BackendError, EnvironmentRefused
 from damond.config import ConfigError, Settings, config_path, load_settings
 from damond.logsetup import configure_logging
 
@@ -85,6 +85,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from damond.daemon import make_backend
 
     settings = _load(args)
+    configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
     backend = make_backend(settings)
 
     async def probe() -> None:
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except EnvironmentRefused as exc:
         print(f"damond: cannot run here: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    except BackendError as exc:
+        print(f"damond: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
 

@@ -258,6 +258,27 @@ class MqttConfig(_Strict):
     topic_prefix: str = "damond"
 
 
+class SysfsConfig(_Strict):
+    """The real DAMON backend: where its trees are and how patiently it talks to them."""
+
+    admin_root: Path = Path("/sys/kernel/mm/damon/admin")
+    devices_root: Path = Path("/sys/devices/system")
+    module_root: Path = Path("/sys/module")
+    proc_root: Path = Path("/proc")
+    spare_kdamonds: NonNegativeInt = 1
+    """Idle kdamonds staged beside the contexts' own, for contexts added by a reload
+    (``nr_kdamonds`` cannot grow while any kdamond runs)."""
+    command_timeout_s: PositiveFloat = 30.0
+    ebusy_retry_s: PositiveFloat = 5.0
+    refresh_ms: NonNegativeInt = 1_000
+    """The kernel's own stats refresh (6.17+); 0 makes damond ask for stats each iteration."""
+    stat_apply_interval_us: NonNegativeInt = 0
+    """Apply interval of the per-node measurement schemes; 0 is the aggregation interval."""
+    nr_regions_min: PositiveInt = 10
+    nr_regions_max: PositiveInt = 1_000
+    topology_refresh_s: PositiveFloat = 10.0
+
+
 def _seed_contexts() -> tuple[ContextConfig, ...]:
     """The seed RFC's two-context scenario."""
     return (
@@ -302,9 +323,13 @@ class Settings(BaseSettings):
     interval_s: PositiveFloat = 1.0
     state_dir: Path = Path("/var/lib/damond")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    on_exit: Literal["stop", "leave"] = "stop"
+    """What happens to damond's kdamonds when it exits: turned off, or left running
+    (and re-adopted by the next start)."""
     metrics: MetricsConfig = MetricsConfig()
     mqtt: MqttConfig = MqttConfig()
     simulation: SimulationConfig = SimulationConfig()
+    sysfs: SysfsConfig = SysfsConfig()
     contexts: tuple[ContextConfig, ...] = Field(default_factory=_seed_contexts)
 
     @classmethod
@@ -440,6 +465,11 @@ def semantic_errors(settings: Settings) -> list[str]:
                 )
     if settings.backend == "simulated":
         errors.extend(_simulation_errors(sim))
+    if settings.sysfs.nr_regions_min > settings.sysfs.nr_regions_max:
+        errors.append(
+            f"sysfs.nr_regions_min: must not exceed nr_regions_max "
+            f"({settings.sysfs.nr_regions_max}), got {settings.sysfs.nr_regions_min}"
+        )
     return errors
 
 

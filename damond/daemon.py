@@ -10,6 +10,7 @@ import structlog
 
 from damond.backend.base import Backend, EnvironmentRefused
 from damond.backend.simulated import SimBackend
+from damond.backend.sysfs import SysfsBackend
 from damond.config import Settings
 from damond.supervisor import Supervisor
 
@@ -18,9 +19,9 @@ def make_backend(settings: Settings) -> Backend:
     if settings.backend == "simulated":
         start = time.monotonic()
         return SimBackend(settings.simulation, settings.contexts, lambda: time.monotonic() - start)
-    raise EnvironmentRefused(
-        'the sysfs backend is not part of this version of damond yet; use backend = "simulated"'
-    )
+    if settings.backend == "sysfs":
+        return SysfsBackend(settings)
+    raise EnvironmentRefused(f"unknown backend {settings.backend!r}")
 
 
 async def run_daemon(settings: Settings) -> None:
@@ -29,8 +30,14 @@ async def run_daemon(settings: Settings) -> None:
     backend = make_backend(settings)
     supervisor = Supervisor(settings, backend)
     loop = asyncio.get_running_loop()
+
+    def shutdown() -> None:
+        if isinstance(backend, SysfsBackend):
+            backend.exiting()
+        supervisor.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, supervisor.stop)
+        loop.add_signal_handler(sig, shutdown)
     log.info(
         "starting",
         backend=backend.name,

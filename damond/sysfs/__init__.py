@@ -1,0 +1,1 @@
+"""DAMON sysfs plumbing: file access, tree layout, probing, ownership, topology."""

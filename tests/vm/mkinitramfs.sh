@@ -1,0 +1,43 @@
+#!/bin/bash
+# Build a tiny busybox initramfs that mounts the host's / read-only over virtio-9p,
+# mounts the work dir read-write at its own path, runs <vmdir>/cmd.sh there and powers off.
+# usage: mkinitramfs.sh <modules dir of the kernel> <out.cpio.gz>
+set -euo pipefail
+MODDIR=$1
+OUT=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+mkdir -p "$T"/{bin,dev,proc,sys,newroot,lib/modules}
+cp /bin/busybox "$T/bin/busybox"
+for a in sh mount umount mkdir insmod chroot poweroff cat echo sleep ls sed sync; do
+    ln -s busybox "$T/bin/$a"
+done
+for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
+    f=$(ls "$MODDIR/kernel/$m.ko"* 2>/dev/null | head -1) || true
+    [ -n "$f" ] || continue # built in on this kernel
+    case "$f" in
+    *.xz) xz -dc "$f" ;;
+    *.zst) zstd -dc "$f" ;;
+    *) cat "$f" ;;
+    esac >"$T/lib/modules/$(basename "$m").ko"
+done
+cat >"$T/init" <<'INIT'
+#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
+for m in netfs 9pnet 9pnet_virtio 9p; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /newroot || { echo "mount hostroot failed"; poweroff -f; }
+mount -t proc proc /newroot/proc; mount -t sysfs sysfs /newroot/sys; mount -t devtmpfs dev /newroot/dev
+mount -t tmpfs tmpfs /newroot/run; mount -t tmpfs tmpfs /newroot/tmp
+mkdir -p /newroot/dev/pts /newroot/dev/shm; mount -t devpts devpts /newroot/dev/pts; mount -t tmpfs tmpfs /newroot/dev/shm
+W=$(sed -n 's/.*vmwork=\([^ ]*\).*/\1/p' /proc/cmdline)
+D=$(sed -n 's/.*vmdir=\([^ ]*\).*/\1/p' /proc/cmdline)
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none work /newroot$W || echo "mount work failed"
+OUTDEV=/dev/hvc0; [ -e $OUTDEV ] || OUTDEV=/dev/console
+chroot /newroot /bin/sh -c "cd $W && HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/sh $D/cmd.sh" > /newroot$OUTDEV 2>&1 < /dev/null
+echo $? > /newroot$D/rc
+sync; umount /newroot$W 2>/dev/null
+poweroff -f
+INIT
+chmod +x "$T/init"
+(cd "$T" && find . | cpio -o -H newc --quiet | gzip -1) >"$OUT"
