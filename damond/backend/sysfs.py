@@ -330,11 +330,12 @@ class SysfsBackend:
             s.write(kd / "state", command)
         except BackendError as exc:
             error = exc
-        if s.read(kd / "state").strip() == "on" and error is None:
+        off = s.read(kd / "state").strip() != "on"
+        if not off and error is None:
             return
         drift = tree.mismatches(s, kd, lay.entries, ADOPT_SKIP)
         self.log.error(
-            "kdamond is off after a state command",
+            "state command failed" if not off else "kdamond is off after a state command",
             context=name,
             kdamond=index,
             command=command,
@@ -343,7 +344,7 @@ class SysfsBackend:
             differs_from_damond=tree.describe(drift),
         )
         raise BackendError(
-            f"context {name}: kdamond {index} is off after '{command}'"
+            f"context {name}: kdamond {index} {'is off' if off else 'rejected'} after '{command}'"
             + (f" ({error})" if error else "")
             + (f"; written: {tree.describe(changes)}" if changes else "")
             + (f"; files not as damond wrote them: {tree.describe(drift)}" if drift else "")
@@ -407,7 +408,9 @@ class SysfsBackend:
     async def snapshot(self, name: str) -> Snapshot:
         c = self._get(name)
         await self._follow_topology(c)
-        deadline = time.monotonic() + 2 * c.ctx.intervals.aggr_us / 1e6 + 1.0
+        # The first measurement needs one refresh of the stats after the start.
+        refresh_s = self.cfg.refresh_ms / 1000 if self._features.refresh_ms else 0.0
+        deadline = time.monotonic() + 2 * max(c.ctx.intervals.aggr_us / 1e6, refresh_s) + 1.0
         while True:
             snap = await self.worker.call(lambda s: self._snapshot_job(s, c))
             measured = all(n in c.eligible for n in c.layout.stat_nodes)

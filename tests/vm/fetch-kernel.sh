@@ -9,9 +9,17 @@ set -euo pipefail
 HERE=$(dirname "$(realpath "$0")")
 SUITE=$1
 DEST=$(realpath -m "${2:-${DAMOND_VM_CACHE:-$HOME/.cache/damond-vm}}")
-if [ -f "$DEST/$SUITE.kver" ] && [ -f "$DEST/$(cat "$DEST/$SUITE.kver")/initrd.gz" ] && [ -z "${REFRESH:-}" ]; then
-    echo "kernel cached: $DEST/$(cat "$DEST/$SUITE.kver")"
-    exit 0
+STAMP=$(sha256sum "$HERE/mkinitramfs.sh" | cut -c1-16)
+if [ -f "$DEST/$SUITE.kver" ] && [ -z "${REFRESH:-}" ]; then
+    K="$DEST/$(cat "$DEST/$SUITE.kver")"
+    if [ -f "$K/vmlinuz" ] && [ -d "$K/modules9p" ]; then
+        if [ "$(cat "$K/initrd.stamp" 2>/dev/null)" != "$STAMP" ]; then
+            "$HERE/mkinitramfs.sh" "$K/modules9p" "$K/initrd.gz"
+            echo "$STAMP" >"$K/initrd.stamp"
+        fi
+        echo "kernel cached: $K"
+        exit 0
+    fi
 fi
 A="$DEST/apt-$SUITE"
 mkdir -p "$A"/{lists/partial,cache/archives/partial,parts,prefs} "$DEST/debs"
@@ -49,7 +57,18 @@ OUT="$DEST/$KVER"
 mkdir -p "$OUT"
 cp "$(first "$X/boot/vmlinuz-$KVER" "$M/vmlinuz")" "$OUT/vmlinuz"
 cp "$(first "$X/boot/config-$KVER" "$M/config" "$X/usr/lib/linux/config-$KVER")" "$OUT/config" 2>/dev/null || true
-"$HERE/mkinitramfs.sh" "$M" "$OUT/initrd.gz"
+# keep the 9p modules the initramfs needs, so it can be rebuilt without a download
+rm -rf "$OUT/modules9p"
+for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
+    for f in "$M/kernel/$m.ko"*; do
+        [ -e "$f" ] || continue
+        mkdir -p "$OUT/modules9p/kernel/$(dirname "$m")"
+        cp "$f" "$OUT/modules9p/kernel/$(dirname "$m")/"
+    done
+done
+mkdir -p "$OUT/modules9p"
+"$HERE/mkinitramfs.sh" "$OUT/modules9p" "$OUT/initrd.gz"
+echo "$STAMP" >"$OUT/initrd.stamp"
 echo "$KVER" >"$DEST/$SUITE.kver"
 rm -f "$DEST"/debs/*.deb
 echo "kernel ready: $OUT"
