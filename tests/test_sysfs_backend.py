@@ -229,6 +229,27 @@ async def test_kdamond_stopped_from_outside_is_reported(tmp_path: Path) -> None:
     await b.close()
 
 
+async def test_kdamond_taken_over_from_outside_is_given_up(tmp_path: Path) -> None:
+    m, k = make_machine(tmp_path / "root", "7.2")
+    b = backend(m, k, tmp_path / "state")
+    await b.open()
+    await b.start_context(build_context(cfg()))
+    k.write(kd0(m) / "state", "off")
+    k.write(kd0(m) / "state", "on")  # someone else's now
+    foreign_pid = k.read(kd0(m) / "pid")
+    with pytest.raises(BackendError, match="someone restarted it"):
+        await b.snapshot("pull")
+    k.writes.clear()
+    await b.stop_context("pull")
+    await b.start_context(build_context(cfg()))  # on the spare kdamond
+    assert all(not p.startswith("kdamonds/0/") for p, _ in k.writes)
+    assert k.read(kd0(m) / "pid") == foreign_pid
+    assert k.read(m.admin / "kdamonds/1/state") == "on"
+    await b.close()
+    assert k.read(kd0(m) / "state") == "on"  # left alone, and nr_kdamonds not rewritten
+    assert k.read(m.admin / "kdamonds/nr_kdamonds") == "2"
+
+
 async def test_node_losing_its_memory_stops_the_context(tmp_path: Path) -> None:
     m, k = make_machine(tmp_path / "root", "7.2")
     b = backend(m, k, tmp_path / "state", sysfs={"topology_refresh_s": 0.001})

@@ -365,6 +365,18 @@ class SysfsBackend:
             return
         kd = self.kdamond_dir(state.slot)
         if s.read(kd / "state").strip() == "on":
+            pid = s.read_int(kd / "pid")
+            if pid != state.pid:
+                # Someone else turned it on again: it is theirs now; never touch it.
+                record.slots.pop(state.slot, None)
+                ownership.save_record(self.record_path, record)
+                self.log.warning(
+                    "kdamond was taken over; giving it up",
+                    context=name,
+                    kdamond=state.slot,
+                    pid=pid,
+                )
+                return
             s.write(kd / "state", "off")
         slot = record.slots.get(state.slot)
         if slot is not None:
