@@ -61,9 +61,15 @@ def stopped_cleanly(res: dict[str, Any]) -> None:
     assert res["nr_kdamonds_after_exit"] == "0"  # on_exit = "stop" turned them off and removed them
 
 
+def hot_moved(res: dict[str, Any]) -> int:
+    """Bytes of the node-1 hot workload that ended up on node 0."""
+    pages: int = res["after"]["hot1"].get("0", 0) - res["before"]["hot1"].get("0", 0)
+    return pages * 4096
+
+
 def test_daemon_mode_pulls_hot_pages_to_the_target(guest: dict[str, Any]) -> None:
     res = part(guest, "daemon")
-    moved = res["after"]["hot1"].get("0", 0) - res["before"]["hot1"].get("0", 0)
+    moved = hot_moved(res) // 4096
     print(
         f"\n[{guest['suite']}] daemon mode: node 0 share {res['first_metric_bp']} -> "
         f"{res['median_last10_bp']} bp (median of the last 10; target 6000), within ±2 % after "
@@ -108,8 +114,7 @@ def test_kernel_mode_feeds_user_input(guest: dict[str, Any]) -> None:
         f"{res['migrated_bytes'] / 2**20:.0f} MiB migrated"
     )
     assert fed, "damond never fed a measurement"
-    assert res["migrated_bytes"] >= 8 << 20
-    assert res["last_metric_bp"] > res["first_metric_bp"]
+    assert hot_moved(res) >= 8 << 20
     stopped_cleanly(res)
 
 
@@ -132,8 +137,7 @@ def test_native_mode(guest: dict[str, Any]) -> None:
         f"bp, within ±2 % after {res['time_to_2pct_s']} s, "
         f"{res['migrated_bytes'] / 2**20:.0f} MiB migrated"
     )
-    assert res["migrated_bytes"] >= 8 << 20
-    assert res["last_metric_bp"] > res["first_metric_bp"]
+    assert hot_moved(res) >= 8 << 20
     stopped_cleanly(res)
 
 
