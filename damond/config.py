@@ -259,9 +259,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     try:
         port = int(port_text)
     except ValueError:
-        raise ValueError(f"port must be a number, got {port_text!r}") from None
+        raise ValueError("port must be a number") from None
     if not 1 <= port <= 65535:
-        raise ValueError(f"port must be between 1 and 65535, got {port}")
+        raise ValueError("port must be between 1 and 65535")
     return host, port
 
 
@@ -278,9 +278,7 @@ def _listen_address(value: str) -> str:
     try:
         parse_listen(value)
     except ValueError as exc:
-        raise PydanticCustomError(
-            "listen_address", "{reason}, got {value!r}", {"reason": str(exc), "value": value}
-        ) from None
+        raise PydanticCustomError("listen_address", f"{exc}, got {value!r}") from None
     return value
 
 
@@ -305,9 +303,7 @@ class BasicAuthConfig(_Strict):
     def _valid_user(cls, value: str) -> str:
         if not value or ":" in value:
             raise PydanticCustomError(
-                "basic_auth_user",
-                "must be non-empty and without ':', got {value!r}",
-                {"value": value},
+                "basic_auth_user", f"must be non-empty and without ':', got {value!r}"
             )
         return value
 
