@@ -20,6 +20,7 @@ import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from damond import __version__
@@ -40,6 +41,45 @@ def _cumulative(stats: SchemeStats) -> tuple[int, int, int]:
     return (stats.sz_tried, stats.sz_applied, stats.qt_exceeds)
 
 
+@dataclass(frozen=True, slots=True)
+class _SampleNames:
+    """One context's sample names with their labels, built once per goal."""
+
+    target: str
+    current: str
+    quota: str
+    effective: str
+    tried: str
+    applied: str
+    exceeds: str
+    up: str
+    restarts: str
+    histogram: tuple[str, ...]
+    """The buckets in order, then ``_sum`` and ``_count``."""
+
+    @classmethod
+    def build(cls, context: str, goal_metric: str, goal_node: int) -> _SampleNames:
+        ctx = labels(context=context)
+        goal = labels(context=context, goal_metric=goal_metric, node=goal_node)
+        hist = "damond_control_iteration_seconds"
+        return cls(
+            target="damond_goal_target_ratio" + goal,
+            current="damond_goal_current_ratio" + goal,
+            quota="damond_quota_bytes" + ctx,
+            effective="damond_quota_effective_bytes" + ctx,
+            tried="damond_scheme_tried_bytes_total" + ctx,
+            applied="damond_scheme_applied_bytes_total" + ctx,
+            exceeds="damond_scheme_quota_exceeds_total" + ctx,
+            up="damond_context_up" + ctx,
+            restarts="damond_context_restarts_total" + ctx,
+            histogram=(
+                *(f"{hist}_bucket{labels(context=context, le=le)}" for le in _BUCKET_LABELS),
+                f"{hist}_sum{ctx}",
+                f"{hist}_count{ctx}",
+            ),
+        )
+
+
 @dataclass
 class _ContextSeries:
     """What the exporter accumulates for one context between scrapes."""
@@ -47,40 +87,44 @@ class _ContextSeries:
     name: str
     last_raw: tuple[int, int, int] = (0, 0, 0)
     offset: tuple[int, int, int] = (0, 0, 0)
-    buckets: list[int] = field(default_factory=lambda: [0] * len(_BUCKET_LABELS))
-    seconds_sum: float = 0.0
-    sample_names: dict[str, str] = field(default_factory=dict)
-    goal_key: tuple[str, int] | None = None
+    totals: tuple[int, int, int] = (0, 0, 0)
+    """Exported tried bytes, applied bytes and quota exceeds: offset + raw."""
+    histogram: list[Value] = field(default_factory=lambda: [0] * (len(_BUCKET_LABELS) + 2))
+    """Cumulative bucket counts in order, then the sum and the count."""
+    _names: _SampleNames | None = None
+    _goal: tuple[str, int] | None = None
+    _eligible_names: dict[int, str] = field(default_factory=dict)
 
-    def counters(self) -> tuple[int, int, int]:
-        raw, off = self.last_raw, self.offset
-        return (raw[0] + off[0], raw[1] + off[1], raw[2] + off[2])
+    def count(self, raw: tuple[int, int, int]) -> None:
+        last = self.last_raw
+        if raw[0] < last[0] or raw[1] < last[1] or raw[2] < last[2]:
+            # the kernel's stats started again (kdamond or context restart)
+            self.offset = self.totals
+        self.last_raw = raw
+        off = self.offset
+        self.totals = (raw[0] + off[0], raw[1] + off[1], raw[2] + off[2])
 
-    def names(self, status: ContextStatus) -> dict[str, str]:
-        """Sample names with labels for this context, rebuilt when its goal changes."""
-        goal_key = (status.goal_metric, status.goal_node)
-        if goal_key != self.goal_key:
-            ctx = labels(context=self.name)
-            goal = labels(context=self.name, goal_metric=status.goal_metric, node=status.goal_node)
-            self.sample_names = {
-                "target": "damond_goal_target_ratio" + goal,
-                "current": "damond_goal_current_ratio" + goal,
-                "quota": "damond_quota_bytes" + ctx,
-                "effective": "damond_quota_effective_bytes" + ctx,
-                "tried": "damond_scheme_tried_bytes_total" + ctx,
-                "applied": "damond_scheme_applied_bytes_total" + ctx,
-                "exceeds": "damond_scheme_quota_exceeds_total" + ctx,
-                "up": "damond_context_up" + ctx,
-                "restarts": "damond_context_restarts_total" + ctx,
-                "sum": "damond_control_iteration_seconds_sum" + ctx,
-                "count": "damond_control_iteration_seconds_count" + ctx,
-            }
-            for i, le in enumerate(_BUCKET_LABELS):
-                self.sample_names[f"le{i}"] = "damond_control_iteration_seconds_bucket" + labels(
-                    context=self.name, le=le
-                )
-            self.goal_key = goal_key
-        return self.sample_names
+    def observe(self, seconds: float) -> None:
+        hist = self.histogram
+        n_buckets = len(_BUCKET_LABELS)
+        for i in range(bisect.bisect_left(ITERATION_BUCKETS_S, seconds), n_buckets):
+            hist[i] += 1
+        hist[n_buckets] += seconds
+        hist[n_buckets + 1] += 1
+
+    def names(self, status: ContextStatus) -> _SampleNames:
+        goal = (status.goal_metric, status.goal_node)
+        if self._names is None or goal != self._goal:
+            self._names = _SampleNames.build(self.name, *goal)
+            self._goal = goal
+        return self._names
+
+    def eligible_name(self, node: int) -> str:
+        name = self._eligible_names.get(node)
+        if name is None:
+            name = f"damond_node_eligible_bytes{labels(context=self.name, node=node)}"
+            self._eligible_names[node] = name
+        return name
 
 
 class DaemonMetrics:
@@ -108,17 +152,9 @@ class DaemonMetrics:
         if series is None:
             series = self._series[status.name] = _ContextSeries(status.name)
         if status.snapshot is not None:
-            raw = _cumulative(status.snapshot.stats)
-            last = series.last_raw
-            if raw[0] < last[0] or raw[1] < last[1] or raw[2] < last[2]:
-                # the kernel's stats started again (kdamond or context restart)
-                series.offset = series.counters()
-            series.last_raw = raw
+            series.count(_cumulative(status.snapshot.stats))
         if math.isfinite(seconds) and seconds >= 0:
-            buckets = series.buckets
-            for i in range(bisect.bisect_left(ITERATION_BUCKETS_S, seconds), len(buckets)):
-                buckets[i] += 1
-            series.seconds_sum += seconds
+            series.observe(seconds)
 
     # -- the policy channel -----------------------------------------------------
 
@@ -226,40 +262,52 @@ class DaemonMetrics:
     def _render_contexts(
         self, out: list[str], contexts: list[tuple[ContextStatus, _ContextSeries]]
     ) -> None:
-        family = self._renderer.family
+        statuses = [status for status, _ in contexts]
+        series_list = [series for _, series in contexts]
         names = [series.names(status) for status, series in contexts]
-
-        def per_context(key: str) -> list[str]:
-            return [n[key] for n in names]
-
-        target = [status.target_bp / BP_PER_RATIO for status, _ in contexts]
+        target: list[Value] = [status.target_bp / BP_PER_RATIO for status in statuses]
+        current_names: list[str] = []
+        current: list[Value] = []
+        eligible_names: list[str] = []
+        eligible: list[Value] = []
+        effective_names: list[str] = []
+        effective: list[Value] = []
+        for status, series, n in zip(statuses, series_list, names, strict=True):
+            if status.metric_bp is not None:
+                current_names.append(n.current)
+                current.append(status.metric_bp / BP_PER_RATIO)
+            snap = status.snapshot
+            if snap is not None:
+                for node, size in sorted(snap.eligible_bytes.items()):
+                    eligible_names.append(series.eligible_name(node))
+                    eligible.append(size)
+                effective_names.append(n.effective)
+                effective.append(snap.effective_quota_bytes)
+        quota: list[Value] = [status.quota_bytes for status in statuses]
+        tried: list[Value] = [series.totals[0] for series in series_list]
+        applied: list[Value] = [series.totals[1] for series in series_list]
+        exceeds: list[Value] = [series.totals[2] for series in series_list]
+        up: list[Value] = [1 if status.up else 0 for status in statuses]
+        restarts: list[Value] = [status.restarts for status in statuses]
+        histogram_names = list(chain.from_iterable(n.histogram for n in names))
+        histogram = list(chain.from_iterable(series.histogram for series in series_list))
+        family = self._renderer.family
         family(
             out,
             "damond_goal_target_ratio",
             "gauge",
             "The goal's target value as a ratio (basis points / 10000).",
-            per_context("target"),
+            [n.target for n in names],
             target,
         )
-        measured = [(n, s.metric_bp) for n, (s, _) in zip(names, contexts, strict=True)]
         family(
             out,
             "damond_goal_current_ratio",
             "gauge",
             "The goal metric's last measured value as a ratio (basis points / 10000).",
-            [n["current"] for n, bp in measured if bp is not None],
-            [bp / BP_PER_RATIO for _, bp in measured if bp is not None],
+            current_names,
+            current,
         )
-        eligible_names: list[str] = []
-        eligible: list[Value] = []
-        for status, series in contexts:
-            if status.snapshot is None:
-                continue
-            for node, size in sorted(status.snapshot.eligible_bytes.items()):
-                eligible_names.append(
-                    f"damond_node_eligible_bytes{labels(context=series.name, node=node)}"
-                )
-                eligible.append(size)
         family(
             out,
             "damond_node_eligible_bytes",
@@ -268,75 +316,69 @@ class DaemonMetrics:
             eligible_names,
             eligible,
         )
-        quota = [status.quota_bytes for status, _ in contexts]
         family(
             out,
             "damond_quota_bytes",
             "gauge",
             "Size quota damond set for the scheme, in bytes per reset interval.",
-            per_context("quota"),
+            [n.quota for n in names],
             quota,
         )
-        snapped = [
-            (n, s.snapshot.effective_quota_bytes)
-            for n, (s, _) in zip(names, contexts, strict=True)
-            if s.snapshot is not None
-        ]
         family(
             out,
             "damond_quota_effective_bytes",
             "gauge",
             "Size quota the kernel is using, in bytes per reset interval.",
-            [n["effective"] for n, _ in snapped],
-            [q for _, q in snapped],
+            effective_names,
+            effective,
         )
-        counters = [series.counters() for _, series in contexts]
-        for i, (key, name, help_text) in enumerate(
-            (
-                ("tried", "damond_scheme_tried_bytes_total", "Bytes the scheme tried to act on."),
-                ("applied", "damond_scheme_applied_bytes_total", "Bytes the scheme migrated."),
-                (
-                    "exceeds",
-                    "damond_scheme_quota_exceeds_total",
-                    "Times the scheme's quota was exhausted.",
-                ),
-            )
-        ):
-            column: list[Value] = [c[i] for c in counters]
-            family(out, name, "counter", help_text, per_context(key), column)
-        up: list[Value] = [int(status.up) for status, _ in contexts]
+        family(
+            out,
+            "damond_scheme_tried_bytes_total",
+            "counter",
+            "Bytes the scheme tried to act on.",
+            [n.tried for n in names],
+            tried,
+        )
+        family(
+            out,
+            "damond_scheme_applied_bytes_total",
+            "counter",
+            "Bytes the scheme migrated.",
+            [n.applied for n in names],
+            applied,
+        )
+        family(
+            out,
+            "damond_scheme_quota_exceeds_total",
+            "counter",
+            "Times the scheme's quota was exhausted.",
+            [n.exceeds for n in names],
+            exceeds,
+        )
         family(
             out,
             "damond_context_up",
             "gauge",
             "1 while the context's loop runs and its kdamond is on.",
-            per_context("up"),
+            [n.up for n in names],
             up,
         )
-        restarts: list[Value] = [status.restarts for status, _ in contexts]
         family(
             out,
             "damond_context_restarts_total",
             "counter",
             "Times the context's loop failed and was restarted.",
-            per_context("restarts"),
+            [n.restarts for n in names],
             restarts,
         )
-        hist_names: list[str] = []
-        hist: list[Value] = []
-        bucket_keys = [f"le{i}" for i in range(len(_BUCKET_LABELS))]
-        for n, (_, series) in zip(names, contexts, strict=True):
-            hist_names += [n[k] for k in bucket_keys]
-            hist_names += (n["sum"], n["count"])
-            hist += series.buckets
-            hist += (series.seconds_sum, series.buckets[-1])
         family(
             out,
             "damond_control_iteration_seconds",
             "histogram",
             "Duration of one control iteration (measure, decide, apply).",
-            hist_names,
-            hist,
+            histogram_names,
+            histogram,
         )
 
     def _render_vmstat(self, out: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Prometheus text exposition format (0.0.4), rendered fast.
 
-prometheus-client's ``generate_latest`` spends about 15 ms on the ~1700
+prometheus-client's ``generate_latest`` spends about 10 ms on the ~1700
 samples of 64 contexts; a scrape must cost well under 1 ms. The layout of a
 metric family (its sample names and labels) rarely changes, so each family's
 text is kept as a ``%``-template and a scrape only formats the values into it.
@@ -8,7 +8,7 @@ text is kept as a ``%``-template and a scrape only formats the values into it.
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Sequence
 
 Value = int | float
@@ -18,24 +18,15 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
 
 
+@functools.lru_cache(maxsize=4096)
 def labels(**pairs: str | int) -> str:
-    """``{a="x",b="y"}`` with values escaped; empty pairs give an empty string."""
+    """``{a="x",b="y"}`` with values escaped; empty pairs give an empty string.
+
+    Cached: the same few label sets are rendered on every scrape."""
     if not pairs:
         return ""
     inner = ",".join(f'{k}="{escape_label_value(str(v))}"' for k, v in pairs.items())
     return "{" + inner + "}"
-
-
-def format_value(value: Value) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
 
 
 class TextRenderer:
@@ -54,7 +45,11 @@ class TextRenderer:
         values: Sequence[Value],
     ) -> None:
         """Append family ``name`` to ``out``; ``samples[i]`` (sample name and labels)
-        has value ``values[i]``. Ints and finite floats only in the fast path."""
+        has value ``values[i]``.
+
+        Values are ints or floats (never bools), written as Python prints them:
+        Prometheus reads ``inf`` and ``nan`` as well as ``+Inf`` and ``NaN``.
+        """
         keys = tuple(samples)
         cached = self._templates.get(name)
         if cached is None or cached[0] != keys:
@@ -62,7 +57,4 @@ class TextRenderer:
             body = "".join(f"{key.replace('%', '%%')} %s\n" for key in keys)
             cached = (keys, header + body)
             self._templates[name] = cached
-        if all(type(v) is int or (type(v) is float and math.isfinite(v)) for v in values):
-            out.append(cached[1] % tuple(values))
-        else:
-            out.append(cached[1] % tuple(format_value(v) for v in values))
+        out.append(cached[1] % tuple(values))

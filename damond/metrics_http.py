@@ -1,7 +1,7 @@
 """The HTTP endpoint: ``/metrics`` for Prometheus and ``/healthz`` for probes.
 
-A small asyncio HTTP/1.1 server (GET and HEAD, one request per connection)
-rather than prometheus-client's threaded one: it runs in the daemon's event
+A small asyncio HTTP/1.1 server (GET and HEAD, keep-alive as Prometheus
+uses it) rather than prometheus-client's threaded one: it runs in the daemon's event
 loop under its TaskGroup, so cancelling the service closes the listener and
 every open connection, and a scrape reads the loops' statuses without locks.
 TLS and basic auth are optional (see :mod:`damond.endpointauth`).
@@ -34,6 +34,9 @@ from damond.health import stale_contexts
 from damond.loop import ContextStatus
 
 REQUEST_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 120.0
+"""How long a kept-alive connection may wait for its next request (scrape)."""
+MAX_CONNECTIONS = 64
 MAX_HEADER_BYTES = 16 * 1024
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 30.0
@@ -57,6 +60,7 @@ class MetricsEndpoint:
         self.host, self.port = parse_listen(cfg.listen)
         self.log = structlog.get_logger("damond.metrics").bind(listen=cfg.listen)
         self._auth: BasicAuth | None = None
+        self._open_connections = 0
 
     async def serve(self) -> None:
         """The supervisor service: serve until cancelled."""
@@ -110,39 +114,58 @@ class MetricsEndpoint:
         )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection: requests in turn while the client keeps it alive."""
+        if self._open_connections >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self._open_connections += 1
+        wait_s = REQUEST_TIMEOUT_S
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                head = await reader.readuntil(b"\r\n\r\n")
-                writer.write(self._respond(head))
-                await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            ConnectionError,
-            TimeoutError,
-            ssl.SSLError,
-        ) as exc:
-            self.log.debug("metrics request dropped", error=repr(exc))
+            keep_alive = True
+            while keep_alive:
+                async with asyncio.timeout(wait_s):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    response, keep_alive = self._respond(head)
+                    writer.write(response)
+                    await writer.drain()
+                wait_s = IDLE_TIMEOUT_S
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                self.log.debug("metrics request cut short", received=len(exc.partial))
+        except (asyncio.LimitOverrunError, ConnectionError, TimeoutError, ssl.SSLError) as exc:
+            self.log.debug("metrics connection dropped", error=repr(exc))
         except Exception:
             self.log.exception("metrics request failed")
         finally:
+            self._open_connections -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await writer.wait_closed()
 
-    def _respond(self, head: bytes) -> bytes:
+    def _respond(self, head: bytes) -> tuple[bytes, bool]:
+        """The response to one request head, and whether the connection stays open."""
         request = head.decode("latin-1").split("\r\n")
         parts = request[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            return _encode("GET", (HTTPStatus.BAD_REQUEST, "text/plain", b"bad request\n", {}))
-        method, target, _ = parts
+            bad: Response = (HTTPStatus.BAD_REQUEST, "text/plain", b"bad request\n", {})
+            return _encode("GET", bad, keep_alive=False), False
+        method, target, version = parts
         headers: dict[str, str] = {}
         for line in request[1:]:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        return _encode(method, self._route(method, target.split("?", 1)[0], headers))
+        keep_alive = (
+            version == "HTTP/1.1"
+            and headers.get("connection", "").lower() != "close"
+            # a request body is not read; the connection cannot carry another request
+            and headers.get("content-length", "0") == "0"
+            and "transfer-encoding" not in headers
+        )
+        response = self._route(method, target.split("?", 1)[0], headers)
+        return _encode(method, response, keep_alive), keep_alive
 
     def _route(self, method: str, path: str, headers: Mapping[str, str]) -> Response:
         if self._auth is not None and not self._auth.allows(headers.get("authorization")):
@@ -170,13 +193,13 @@ class MetricsEndpoint:
         return (code, "application/json", json.dumps(body).encode() + b"\n", {})
 
 
-def _encode(method: str, response: Response) -> bytes:
+def _encode(method: str, response: Response, keep_alive: bool) -> bytes:
     code, content_type, body, extra = response
     lines = [
         f"HTTP/1.1 {code.value} {code.phrase}",
         f"Content-Type: {content_type}",
         f"Content-Length: {len(body)}",
-        "Connection: close",
+        "Connection: keep-alive" if keep_alive else "Connection: close",
         *(f"{k}: {v}" for k, v in extra.items()),
     ]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

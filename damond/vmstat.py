@@ -6,6 +6,7 @@ shows whether promotion and demotion happen at all.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 VMSTAT_PATH = Path("/proc/vmstat")
@@ -15,6 +16,7 @@ TIERING_COUNTERS = (
     "pgdemote_direct",
     "numa_pages_migrated",
 )
+_COUNTER_LINE = re.compile(rb"^(%s) (\d+)$" % "|".join(TIERING_COUNTERS).encode(), re.MULTILINE)
 
 
 def read_tiering_counters(path: Path = VMSTAT_PATH) -> dict[str, int]:
@@ -24,16 +26,7 @@ def read_tiering_counters(path: Path = VMSTAT_PATH) -> dict[str, int]:
     must not break a scrape.
     """
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError:
         return {}
-    wanted = set(TIERING_COUNTERS)
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in wanted:
-            try:
-                found[name] = int(value)
-            except ValueError:
-                continue
-    return found
+    return {m[1].decode(): int(m[2]) for m in _COUNTER_LINE.finditer(data)}

@@ -23,7 +23,7 @@ from damond.config import MetricsConfig, SimulationConfig
 from damond.endpointauth import hash_password
 from damond.exporter import DaemonMetrics
 from damond.loop import ContextStatus
-from damond.metrics_http import MetricsEndpoint
+from damond.metrics_http import MAX_CONNECTIONS, MetricsEndpoint
 
 INTERVAL_S = 1.0
 
@@ -227,3 +227,49 @@ async def until_answered(url: str, timeout_s: float = 10.0) -> Reply:
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.1)
+
+
+def two_requests_on_one_connection(port: int) -> tuple[int, int, bool]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/healthz")
+    first = conn.getresponse()
+    first.read()
+    sock = conn.sock
+    conn.request("GET", "/metrics")
+    second = conn.getresponse()
+    second.read()
+    reused = conn.sock is sock and sock is not None
+    conn.close()
+    return first.status, second.status, reused
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
+    async with serving({}) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        first, second, reused = await asyncio.to_thread(two_requests_on_one_connection, port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        closing = await reader.read()  # EOF: the server closed after answering
+        writer.close()
+    assert (first, second, reused) == (200, 200, True)
+    assert closing.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close\r\n" in closing
+
+
+async def test_connections_beyond_the_cap_are_closed() -> None:
+    async with serving({}) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+        try:
+            refused = await reader.read()
+        except ConnectionResetError:  # closed with the request unread
+            refused = b""
+        writer.close()
+        for _, idle_writer in idle:
+            idle_writer.close()
+        await asyncio.sleep(0.1)
+        served = await get(url + "/healthz")
+    assert refused == b""
+    assert served.status == 200
