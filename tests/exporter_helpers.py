@@ -21,11 +21,11 @@ def free_port() -> int:
         return port
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str) -> str:
     """The binary's path; fails the test in CI (CI=true) and skips it elsewhere if missing."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package: prometheus)"
+        message = f"{name} is not installed (Debian package: {package}, installed by .ci/run)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

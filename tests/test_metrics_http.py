@@ -160,7 +160,7 @@ async def test_basic_auth(kind: str, password_file: Path) -> None:
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = require_binary("openssl")
+    openssl = require_binary("openssl", "openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [

@@ -110,7 +110,7 @@ class Prometheus:
 @pytest.fixture(scope="module")
 def prometheus(damond_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """A real Prometheus scraping damond every second, with damond's alert rules loaded."""
-    binary = require_binary("prometheus")
+    binary = require_binary("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("prometheus")
     target = damond_url.removeprefix("http://")
     (tmp / "prometheus.yml").write_text(
@@ -236,7 +236,7 @@ def test_every_alert_rule_evaluates_without_error(prometheus: Prometheus) -> Non
 
 
 def test_scraped_metrics_pass_promtool_check_metrics(damond_url: str) -> None:
-    promtool = require_binary("promtool")
+    promtool = require_binary("promtool", "prometheus")
     text = http_get(damond_url + "/metrics").body
     result = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
@@ -246,7 +246,7 @@ def test_scraped_metrics_pass_promtool_check_metrics(damond_url: str) -> None:
 
 
 def test_promtool_check_rules() -> None:
-    promtool = require_binary("promtool")
+    promtool = require_binary("promtool", "prometheus")
     result = subprocess.run(
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30
     )
@@ -255,7 +255,7 @@ def test_promtool_check_rules() -> None:
 
 
 def test_promtool_rule_unit_tests() -> None:
-    promtool = require_binary("promtool")
+    promtool = require_binary("promtool", "prometheus")
     result = subprocess.run(
         [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60
     )
@@ -265,7 +265,7 @@ def test_promtool_rule_unit_tests() -> None:
 
 
 def test_promtool_check_scrape_config_example() -> None:
-    promtool = require_binary("promtool")
+    promtool = require_binary("promtool", "prometheus")
     result = subprocess.run(
         [promtool, "check", "config", str(SCRAPE_EXAMPLE)],
         capture_output=True,
