@@ -7,9 +7,11 @@ the first, so an operator fixes a file in one pass.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
+import ssl
 import tomllib
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -34,6 +36,7 @@ from pydantic_settings import (
 )
 
 from damond import model
+from damond.endpointauth import PasswordHash, read_password_file, server_ssl_context
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -244,9 +247,84 @@ class SimulationConfig(_Strict):
         return [n.id for n in self.nodes]
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> (host, port); ValueError says what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT or [IPV6]:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address must be in brackets, as [::1]:9464")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError("port must be a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("port must be between 1 and 65535")
+    return host, port
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen_address(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise PydanticCustomError("listen_address", f"{exc}, got {value!r}") from None
+    return value
+
+
+class TlsConfig(_Strict):
+    """Serve the endpoint over HTTPS with this PEM certificate (chain) and key."""
+
+    cert_file: Path
+    key_file: Path
+
+
+class BasicAuthConfig(_Strict):
+    """Require HTTP basic auth; exactly one of ``password_file`` and ``password_hash``."""
+
+    user: str
+    password_file: Path | None = None
+    password_hash: str | None = None
+    """``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>``, from
+    :func:`damond.endpointauth.hash_password`."""
+
+    @field_validator("user")
+    @classmethod
+    def _valid_user(cls, value: str) -> str:
+        if not value or ":" in value:
+            raise PydanticCustomError(
+                "basic_auth_user", f"must be non-empty and without ':', got {value!r}"
+            )
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _valid_hash(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                PasswordHash.parse(value)
+            except ValueError as exc:
+                raise PydanticCustomError("password_hash", str(exc)) from None
+        return value
+
+
 class MetricsConfig(_Strict):
     enabled: bool = True
-    listen: str = "127.0.0.1:9464"
+    listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:9464"
+    tls: TlsConfig | None = None
+    basic_auth: BasicAuthConfig | None = None
+    allow_insecure_remote: bool = False
+    """Serve a non-loopback address without TLS and basic auth."""
 
 
 class MqttConfig(_Strict):
@@ -440,6 +518,47 @@ def semantic_errors(settings: Settings) -> list[str]:
                 )
     if settings.backend == "simulated":
         errors.extend(_simulation_errors(sim))
+    errors.extend(_metrics_errors(settings.metrics))
+    return errors
+
+
+def _metrics_errors(metrics: MetricsConfig) -> list[str]:
+    """The endpoint's protection: files load, and a remote listener is protected."""
+    if not metrics.enabled:
+        return []
+    errors: list[str] = []
+    host, _ = parse_listen(metrics.listen)
+    protected = metrics.tls is not None or metrics.basic_auth is not None
+    if not is_loopback_host(host) and not protected and not metrics.allow_insecure_remote:
+        errors.append(
+            f"metrics.listen: {metrics.listen!r} is not a loopback address; protect it with "
+            "metrics.tls or metrics.basic_auth, or set metrics.allow_insecure_remote = true"
+        )
+    if metrics.tls is not None:
+        missing = False
+        for field in ("cert_file", "key_file"):
+            path: Path = getattr(metrics.tls, field)
+            if not path.is_file():
+                errors.append(f"metrics.tls.{field}: {path} is not a readable file")
+                missing = True
+        if not missing:
+            try:
+                server_ssl_context(metrics.tls.cert_file, metrics.tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                errors.append(
+                    f"metrics.tls: {metrics.tls.cert_file} and {metrics.tls.key_file} do not "
+                    f"load as a PEM certificate and its private key: {exc}"
+                )
+    auth = metrics.basic_auth
+    if auth is not None:
+        if (auth.password_file is None) == (auth.password_hash is None):
+            errors.append("metrics.basic_auth: set exactly one of password_file and password_hash")
+        elif auth.password_file is not None:
+            try:
+                read_password_file(auth.password_file)
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                errors.append(f"metrics.basic_auth.password_file: {auth.password_file}: {reason}")
     return errors
 
 

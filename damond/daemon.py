@@ -11,7 +11,10 @@ import structlog
 from damond.backend.base import Backend, EnvironmentRefused
 from damond.backend.simulated import SimBackend
 from damond.config import Settings
-from damond.supervisor import Supervisor
+from damond.exporter import DaemonMetrics
+from damond.loop import IterationObserver
+from damond.metrics_http import MetricsEndpoint
+from damond.supervisor import Service, Supervisor
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -27,7 +30,18 @@ async def run_daemon(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven."""
     log = structlog.get_logger("damond")
     backend = make_backend(settings)
-    supervisor = Supervisor(settings, backend)
+    observers: list[IterationObserver] = []
+    services: list[Service] = []
+    # -- metrics: the exporter observes every iteration; the endpoint is a service
+    metrics = DaemonMetrics(backend, mqtt_enabled=settings.mqtt.enabled)
+    observers.append(metrics)
+    if settings.metrics.enabled:
+        endpoint = MetricsEndpoint(
+            settings.metrics, metrics, lambda: supervisor.statuses, settings.interval_s
+        )
+        services.append(endpoint.serve)
+    # -- end metrics
+    supervisor = Supervisor(settings, backend, observers, services)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, supervisor.stop)
