@@ -170,8 +170,8 @@ class ContextConfig(_Strict):
             raise PydanticCustomError(
                 "context_name",
                 "must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or "
-                "digit, got {value!r}",
-                {"value": value},
+                "digit, got {value}",
+                {"value": repr(value)},
             )
         return value
 
