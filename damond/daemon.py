@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 
 import structlog
@@ -11,6 +12,9 @@ import structlog
 from damond.backend.base import Backend, EnvironmentRefused
 from damond.backend.simulated import SimBackend
 from damond.config import Settings
+from damond.reload import ConfigSource, Reloader
+from damond.sdnotify import Notifier, watchdog_period_s
+from damond.service_notify import ServiceNotifications
 from damond.supervisor import Supervisor
 
 
@@ -23,14 +27,34 @@ def make_backend(settings: Settings) -> Backend:
     )
 
 
-async def run_daemon(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven."""
+async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> None:
+    """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven.
+
+    ``source`` is where ``settings`` came from; SIGHUP re-reads it.
+    """
     log = structlog.get_logger("damond")
     backend = make_backend(settings)
     supervisor = Supervisor(settings, backend)
+
+    # systemd: sd_notify readiness, status and watchdog; SIGHUP reload; STOPPING=1.
+    notifier = Notifier.from_environment()
+    notifications = ServiceNotifications(supervisor, notifier, watchdog_period_s())
+    reloader = Reloader(supervisor, source or ConfigSource.default(), notifier)
+    supervisor.observers.append(notifications.observe)
+    supervisor.services += [notifications.report, notifications.feed_watchdog, reloader.serve]
+
+    def shut_down() -> None:
+        notifier.stopping()
+        supervisor.stop()
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, supervisor.stop)
+    handlers = {
+        signal.SIGTERM: shut_down,
+        signal.SIGINT: shut_down,
+        signal.SIGHUP: reloader.request,
+    }
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
     log.info(
         "starting",
         backend=backend.name,
@@ -41,5 +65,8 @@ async def run_daemon(settings: Settings) -> None:
     try:
         await supervisor.run()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in handlers:
             loop.remove_signal_handler(sig)
+        notifier.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
