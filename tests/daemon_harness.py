@@ -4,17 +4,17 @@ the test listens on, and its JSON log lines collected as they come."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import DAMOND, damond_env
 
 TWO_CONTEXTS = """
 [[contexts]]
@@ -70,15 +70,10 @@ class Daemon:
     ) -> None:
         env = {
             k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DAMOND_", "NOTIFY_SOCKET", "WATCHDOG_"))
+            for k, v in damond_env(DAMOND_STATE_DIR=str(config.parent / "state")).items()
+            if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))
         }
-        env.update(
-            DAMOND_MQTT__ENABLED="false",
-            DAMOND_METRICS__ENABLED="false",
-            NOTIFY_SOCKET=notify_socket,
-            **(extra_env or {}),
-        )
+        env.update(NOTIFY_SOCKET=notify_socket, **(extra_env or {}))
         if watchdog_usec is not None:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.messages: list[Message] = []
@@ -91,7 +86,7 @@ class Daemon:
         self._stop = threading.Event()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "damond", "run", "-c", str(config)],
+            [DAMOND, "run", "-c", str(config)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
-from daemon_harness import Daemon, two_contexts
 
 from damond.config import ConfigError, ContextConfig, Settings
 from damond.daemon import make_backend
@@ -22,6 +21,7 @@ from damond.reload import (
 )
 from damond.sdnotify import Notifier
 from damond.supervisor import Supervisor
+from tests.daemon_harness import Daemon, two_contexts
 
 INTERVAL = "interval_s = 0.2\n"
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, two_contexts
+
+from tests.daemon_harness import Daemon, two_contexts
 
 
 @pytest.fixture

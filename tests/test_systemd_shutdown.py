@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from daemon_harness import Daemon, two_contexts
 
 from damond.backend.simulated import SimBackend
 from damond.config import Settings
 from damond.supervisor import Supervisor
+from tests.daemon_harness import Daemon, two_contexts
 
 
 class StopRecordingBackend(SimBackend):
