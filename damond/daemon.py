@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -68,5 +69,6 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
         for sig in handlers:
             loop.remove_signal_handler(sig)
         notifier.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()

@@ -19,14 +19,13 @@ from typing import Any
 import structlog
 
 from damond.config import ConfigError, ContextConfig, Settings, config_path, load_settings
-from damond.logsetup import configure_logging
 from damond.sdnotify import Notifier
 from damond.supervisor import Supervisor
 
 EffectiveContexts = Callable[[Sequence[ContextConfig]], list[ContextConfig]]
 """Turns the configured contexts into the ones to run (e.g. with policies applied)."""
 
-ONLINE_SETTINGS = frozenset({"contexts", "log_level"})
+ONLINE_SETTINGS = frozenset({"contexts"})
 """Top-level settings a reload applies; every other one is read only at start."""
 
 log = structlog.get_logger("damond.reload")
@@ -138,11 +137,7 @@ class Reloader:
             {name: loop.cfg for name, loop in self.supervisor.loops.items()}, contexts
         )
         self.supervisor.apply_contexts(contexts)
-        if new.log_level != running.log_level:
-            configure_logging(new.log_level)
-        self.supervisor.settings = running.model_copy(
-            update={"contexts": tuple(contexts), "log_level": new.log_level}
-        )
+        self.supervisor.settings = running.model_copy(update={"contexts": tuple(contexts)})
         log.info(
             "configuration reloaded",
             unchanged=changes.unchanged,

@@ -182,7 +182,7 @@ def test_restart_only_changes_ignore_what_reload_applies() -> None:
         on_exit="leave",
         mqtt={"port": 1884},
     )
-    assert restart_only_changes(base, changed) == ["backend", "on_exit", "mqtt.port"]
+    assert restart_only_changes(base, changed) == ["backend", "log_level", "on_exit", "mqtt.port"]
 
 
 def test_context_changes_classify_by_name_and_content() -> None:
