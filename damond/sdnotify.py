@@ -73,7 +73,11 @@ class Notifier:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Notifier:
         env = os.environ if environ is None else environ
-        return cls(env.get("NOTIFY_SOCKET") or None)
+        try:
+            return cls(env.get("NOTIFY_SOCKET") or None)
+        except ValueError as exc:
+            log.warning("sd_notify disabled", reason=str(exc))
+            return cls(None)
 
     @property
     def enabled(self) -> bool:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from damond.loop import ContextStatus
 from damond.sdnotify import Notifier, format_message, socket_address, watchdog_period_s
+from damond.service_notify import status_line
 
 
 @pytest.fixture
@@ -80,6 +82,11 @@ def test_without_notify_socket_nothing_is_sent() -> None:
     notifier.close()
 
 
+def test_an_unusable_notify_socket_disables_notifications() -> None:
+    # e.g. a vsock address from a newer systemd: damond runs on, without sd_notify
+    assert not Notifier.from_environment({"NOTIFY_SOCKET": "vsock:2:1234"}).enabled
+
+
 def test_a_missing_listener_is_reported_not_raised(tmp_path: Path) -> None:
     notifier = Notifier(str(tmp_path / "nobody-listens"))
     assert notifier.enabled
@@ -97,3 +104,16 @@ def test_watchdog_period_is_half_the_timeout() -> None:
     assert watchdog_period_s({"WATCHDOG_USEC": "0"}) is None
     assert watchdog_period_s({"WATCHDOG_USEC": "soon"}) is None
     assert watchdog_period_s({}) is None
+
+
+def test_status_line_summarises_contexts_goal_errors_and_mqtt() -> None:
+    up = ContextStatus("node0", "node_target_mem_bp", 0, 6000, up=True, metric_bp=6120)
+    failing = ContextStatus(
+        "node1", "node_target_mem_bp", 1, 4000, metric_bp=3950, last_error="BackendError: x"
+    )
+    fresh = ContextStatus("spare", "node_eligible_mem_bp", 0, 5000)
+    statuses = {s.name: s for s in (up, failing, fresh)}
+    assert status_line(statuses, "connected") == (
+        "1/3 contexts up; goal error node0 +120 bp, node1 -50 bp; failing node1; mqtt connected"
+    )
+    assert status_line({}, None) == "0/0 contexts up"
