@@ -74,10 +74,12 @@ def _print_config_errors(exc: ConfigError) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from damond.daemon import run_daemon
+    from damond.reload import ConfigSource
 
-    settings = _load(args)
+    source = ConfigSource(config_path(args.config), _overrides(args))
+    settings = source.load()
     configure_logging(settings.log_level)
-    asyncio.run(run_daemon(settings))
+    asyncio.run(run_daemon(settings, source))
     return EXIT_OK
 
 

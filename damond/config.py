@@ -380,6 +380,9 @@ class Settings(BaseSettings):
     interval_s: PositiveFloat = 1.0
     state_dir: Path = Path("/var/lib/damond")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    on_exit: Literal["stop", "leave"] = "stop"
+    """At shutdown, turn off the kdamonds damond owns (``stop``) or leave them
+    running on their last settings (``leave``), e.g. across an upgrade."""
     metrics: MetricsConfig = MetricsConfig()
     mqtt: MqttConfig = MqttConfig()
     simulation: SimulationConfig = SimulationConfig()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sys
 import time
 
 import structlog
@@ -14,6 +16,9 @@ from damond.config import Settings
 from damond.exporter import DaemonMetrics
 from damond.loop import IterationObserver
 from damond.metrics_http import MetricsEndpoint
+from damond.reload import ConfigSource, Reloader
+from damond.sdnotify import Notifier, watchdog_period_s
+from damond.service_notify import ServiceNotifications
 from damond.supervisor import Service, Supervisor
 
 
@@ -26,8 +31,11 @@ def make_backend(settings: Settings) -> Backend:
     )
 
 
-async def run_daemon(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven."""
+async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> None:
+    """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven.
+
+    ``source`` is where ``settings`` came from; SIGHUP re-reads it.
+    """
     log = structlog.get_logger("damond")
     backend = make_backend(settings)
     observers: list[IterationObserver] = []
@@ -42,9 +50,26 @@ async def run_daemon(settings: Settings) -> None:
         services.append(endpoint.serve)
     # -- end metrics
     supervisor = Supervisor(settings, backend, observers, services)
+
+    # systemd: sd_notify readiness, status and watchdog; SIGHUP reload; STOPPING=1.
+    notifier = Notifier.from_environment()
+    notifications = ServiceNotifications(supervisor, notifier, watchdog_period_s())
+    reloader = Reloader(supervisor, source or ConfigSource.default(), notifier)
+    supervisor.observers.append(notifications.observe)
+    supervisor.services += [notifications.report, notifications.feed_watchdog, reloader.serve]
+
+    def shut_down() -> None:
+        notifier.stopping()
+        supervisor.stop()
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, supervisor.stop)
+    handlers = {
+        signal.SIGTERM: shut_down,
+        signal.SIGINT: shut_down,
+        signal.SIGHUP: reloader.request,
+    }
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
     log.info(
         "starting",
         backend=backend.name,
@@ -55,5 +80,9 @@ async def run_daemon(settings: Settings) -> None:
     try:
         await supervisor.run()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in handlers:
             loop.remove_signal_handler(sig)
+        notifier.close()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
