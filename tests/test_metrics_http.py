@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exporter_helpers import Reply, free_port, http_get, require_binary
 from prometheus_client.parser import text_string_to_metric_families
 
 from damond.backend.simulated import SimBackend
@@ -24,6 +23,7 @@ from damond.endpointauth import hash_password
 from damond.exporter import DaemonMetrics
 from damond.loop import ContextStatus
 from damond.metrics_http import MAX_CONNECTIONS, MetricsEndpoint
+from tests.exporter_helpers import Reply, free_port, http_get, require_binary
 
 INTERVAL_S = 1.0
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exporter_helpers import free_port, http_get, require_binary
+
+from tests.exporter_helpers import free_port, http_get, require_binary
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "deploy" / "grafana" / "damond.json"
