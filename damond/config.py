@@ -314,9 +314,7 @@ class MqttConfig(_Strict):
 
     @property
     def use_tls(self) -> bool:
-        return self.tls or any(
-            f is not None for f in (self.ca_file, self.cert_file, self.key_file)
-        )
+        return self.tls or any(f is not None for f in (self.ca_file, self.cert_file, self.key_file))
 
 
 def _seed_contexts() -> tuple[ContextConfig, ...]:

@@ -275,7 +275,10 @@ class PolicyChannel:
         try:
             parsed = parse_policy(payload, self.cfg.max_payload_bytes)
         except PolicyRejected as exc:
-            return self._ack(exc.policy_id, exc.generation, scope, "rejected", exc.errors)
+            errors = list(exc.errors)
+            if exc.raw is not None:
+                errors += fit_errors(exc.raw, self.base_contexts, self._capacity_of)
+            return self._ack(exc.policy_id, exc.generation, scope, "rejected", errors)
         doc = parsed.document
         errors = signature_errors(parsed.raw, doc.signature, self._keys)
         if errors:
@@ -295,7 +298,7 @@ class PolicyChannel:
                 f"of scope {scope.value}, got {doc.generation}",
             )
             return self._ack(doc.id, doc.generation, scope, "stale", [note])
-        errors = fit_errors(doc, self.base_contexts, self._capacity_of)
+        errors = fit_errors(parsed.raw, self.base_contexts, self._capacity_of)
         if errors:
             return self._ack(doc.id, doc.generation, scope, "rejected", errors)
         previous = self.store.policies

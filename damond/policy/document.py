@@ -64,18 +64,23 @@ class PolicyError:
 
 
 class PolicyRejected(Exception):
-    """A document that cannot be accepted, with every reason and what is known of it."""
+    """A document that cannot be accepted, with every reason and what is known of it.
+
+    ``raw`` is the parsed JSON object when the payload got that far.
+    """
 
     def __init__(
         self,
         errors: Sequence[PolicyError],
         policy_id: str | None = None,
         generation: int | None = None,
+        raw: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__("; ".join(f"{e.loc}: {e.msg}" for e in errors))
         self.errors = list(errors)
         self.policy_id = policy_id
         self.generation = generation
+        self.raw = raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +175,7 @@ def parse_policy(payload: bytes, max_bytes: int) -> ParsedPolicy:
     except ValidationError as exc:
         errors = [PolicyError(_loc(e["loc"]), _describe(e)) for e in exc.errors()]
         unique = list(dict.fromkeys(errors))
-        raise PolicyRejected(unique, policy_id, generation) from None
+        raise PolicyRejected(unique, policy_id, generation, raw) from None
     return ParsedPolicy(document, raw)
 
 

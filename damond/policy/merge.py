@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from damond.config import ContextConfig
-from damond.policy.document import ContextPolicy, PolicyDocument, PolicyError
+from damond.policy.document import ContextPolicy, PolicyError
 
 CapacityOf = Callable[[int], int | None]
 """Capacity in bytes of a NUMA node, None when not known (yet)."""
@@ -70,27 +70,35 @@ def effective_view(contexts: Sequence[ContextConfig]) -> dict[str, dict[str, Any
 
 
 def fit_errors(
-    document: PolicyDocument, base: Sequence[ContextConfig], capacity_of: CapacityOf
+    raw: Mapping[str, Any], base: Sequence[ContextConfig], capacity_of: CapacityOf
 ) -> list[PolicyError]:
-    """Why ``document`` cannot apply to this host's contexts (empty when it can)."""
+    """Why the document ``raw`` cannot apply to this host's contexts (empty when it can).
+
+    Works on the parsed JSON, so that a document with schema errors also gets
+    these reported in the same answer.
+    """
+    changes = raw.get("contexts")
+    if not isinstance(changes, Mapping):
+        return []
     known = {ctx.name: ctx for ctx in base}
     names = ", ".join(sorted(known)) or "none"
     errors: list[PolicyError] = []
-    for name, change in document.contexts.items():
+    for name, change in changes.items():
         ctx = known.get(name)
         if ctx is None:
             errors.append(
                 PolicyError(f"contexts.{name}", f"unknown context, this host has: {names}")
             )
             continue
-        if change.quota_max_bytes is not None:
+        quota = change.get("quota_max_bytes") if isinstance(change, Mapping) else None
+        if isinstance(quota, int) and not isinstance(quota, bool):
             capacity = capacity_of(ctx.node)
-            if capacity is not None and change.quota_max_bytes > capacity:
+            if capacity is not None and quota > capacity:
                 errors.append(
                     PolicyError(
                         f"contexts.{name}.quota_max_bytes",
                         f"must not exceed the capacity of node {ctx.node} ({capacity} bytes), "
-                        f"got {change.quota_max_bytes}",
+                        f"got {quota}",
                     )
                 )
     return errors
