@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ def client_options(cfg: MqttConfig) -> dict[str, Any]:
         "port": cfg.port,
         "keepalive": cfg.keepalive_s,
         "timeout": 5.0,
+        # acks are small and answer a request: Nagle's delay would add tens of ms to each
+        "socket_options": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     }
     if cfg.username is not None:
         options["username"] = cfg.username

@@ -137,6 +137,9 @@ class PolicyChannel:
             except* Exception as group:
                 error = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
                 log.error("policy channel failed unexpectedly", exc_info=group)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # a shutdown that raced with a broker error
             if self._connected_once:
                 failures = 0
                 logged_error = None
@@ -221,7 +224,7 @@ class PolicyChannel:
                 error = PolicyError(
                     "payload", f"is {len(payload)} bytes, more than the limit {limit}"
                 )
-                await self._answer(client, Ack(None, None, scope, "rejected", [error]))
+                await self._answer(client, self._ack(None, None, scope, "rejected", [error]))
                 continue
             superseded = inbox.offer(scope, payload)
             if superseded is not None:
@@ -231,7 +234,9 @@ class PolicyChannel:
                     "superseded by a newer message for the same scope before it was processed "
                     f"(rate limit {self.cfg.rate_limit_per_s:g}/s)",
                 )
-                await self._answer(client, Ack(policy_id, generation, scope, "stale", [error]))
+                await self._answer(
+                    client, self._ack(policy_id, generation, scope, "stale", [error])
+                )
 
     async def _handle(self, client: aiomqtt.Client, inbox: CoalescingInbox[Scope, bytes]) -> None:
         while True:

@@ -71,7 +71,7 @@ class Broker:
         conf = self.workdir / f"mosquitto-{self.port}.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n{self.extra}\npersistence false\nuser root\n"
-            "log_type error\nlog_type warning\n"
+            "log_type error\nlog_type warning\nset_tcp_nodelay true\n"
         )
         log = (self.workdir / f"mosquitto-{self.port}.log").open("ab")
         self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
@@ -199,6 +199,10 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise AssertionError(
+                    f"the daemon ignored SIGTERM for 15 s; its log {self.log_path}:\n"
+                    + self.log_path.read_text(errors="replace")[-3000:]
+                ) from None
         return self.proc.returncode
 
 
@@ -214,7 +218,12 @@ class Watcher:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Watcher:
-        self.client = aiomqtt.Client("127.0.0.1", self.port, **self.options)
+        self.client = aiomqtt.Client(
+            "127.0.0.1",
+            self.port,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            **self.options,
+        )
         await self.client.__aenter__()
         if self.topics:
             await self.client.subscribe([(t, 1) for t in self.topics])
