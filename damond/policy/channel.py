@@ -109,6 +109,7 @@ class PolicyChannel:
         self._online_topic = self.topics.host(cfg.host_id, "online")
         self._client: aiomqtt.Client | None = None
         self._connected_once = False
+        self._stopping = False
         self._state_changed = asyncio.Event()
 
     def effective_contexts(
@@ -137,9 +138,8 @@ class PolicyChannel:
             except* Exception as group:
                 error = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
                 log.error("policy channel failed unexpectedly", exc_info=group)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError  # a shutdown that raced with a broker error
+            if self._stopping:
+                raise asyncio.CancelledError  # a shutdown whose disconnect failed
             if self._connected_once:
                 failures = 0
                 logged_error = None
@@ -199,6 +199,7 @@ class PolicyChannel:
                     tg.create_task(self._handle(client, inbox))
                     tg.create_task(self._report_state(client))
             except asyncio.CancelledError:
+                self._stopping = True
                 await self.publish_offline()
                 raise
             finally:

@@ -4,6 +4,7 @@ a damond daemon as a subprocess, and a client that watches acks and state."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -153,6 +154,7 @@ class Daemon:
             stdout=log,
             stderr=log,
             env=env,
+            cwd=self.config.parent,
         )
         log.close()
 
@@ -233,10 +235,8 @@ class Watcher:
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None and self.client is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         await self.client.__aexit__(None, None, None)
 
     async def _pump(self) -> None:

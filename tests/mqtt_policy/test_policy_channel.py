@@ -184,16 +184,14 @@ async def test_retained_policy_reaches_a_host_that_starts_later(
 
 
 async def test_bursts_beyond_the_rate_are_coalesced(broker: Broker, tmp_path: Path) -> None:
-    async with Host(tmp_path, broker.port, rate_limit_per_s=2.0) as host:
-        async with Watcher(broker.port, ACK) as w:
-            for gen in range(1, 13):
-                doc = {
-                    "id": f"b{gen}",
-                    "generation": gen,
-                    "contexts": {"node0": {"target_bp": gen}},
-                }
-                await w.publish(HOST_POLICY, doc)
-            acks = [await w.next(ACK) for _ in range(12)]
+    async with (
+        Host(tmp_path, broker.port, rate_limit_per_s=2.0) as host,
+        Watcher(broker.port, ACK) as w,
+    ):
+        for gen in range(1, 13):
+            doc = {"id": f"b{gen}", "generation": gen, "contexts": {"node0": {"target_bp": gen}}}
+            await w.publish(HOST_POLICY, doc)
+        acks = [await w.next(ACK) for _ in range(12)]
     by_id = {a["id"]: a for a in acks}
     assert len(by_id) == 12
     assert by_id["b12"]["status"] == "applied"
@@ -206,11 +204,13 @@ async def test_bursts_beyond_the_rate_are_coalesced(broker: Broker, tmp_path: Pa
 
 
 async def test_oversized_payload_is_rejected_unparsed(broker: Broker, tmp_path: Path) -> None:
-    async with Host(tmp_path, broker.port, max_payload_bytes=1024) as host:
-        async with Watcher(broker.port, ACK) as w:
-            big = b'{"id": "big", "generation": 1, ' + b" " * 2000 + b"}"
-            await w.publish(HOST_POLICY, big)
-            ack = await w.next(ACK)
+    async with (
+        Host(tmp_path, broker.port, max_payload_bytes=1024) as host,
+        Watcher(broker.port, ACK) as w,
+    ):
+        big = b'{"id": "big", "generation": 1, ' + b" " * 2000 + b"}"
+        await w.publish(HOST_POLICY, big)
+        ack = await w.next(ACK)
     assert ack["id"] is None and ack["status"] == "rejected"
     assert ack["errors"] == [
         {"loc": "payload", "msg": f"is {len(big)} bytes, more than the limit 1024"}
@@ -241,31 +241,31 @@ async def test_signed_policies_only_when_keys_are_configured(
     pub = tmp_path / "policy.pub"
     pub.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     doc = {"id": "s1", "generation": 1, "contexts": {"node0": {"target_bp": 5000}}}
-    async with Host(tmp_path / "state", broker.port, policy_keys=[str(pub)]) as host:
-        async with Watcher(broker.port, ACK) as w:
-            await w.publish(HOST_POLICY, doc)
-            ack = await w.next(ACK)
-            assert (ack["status"], ack["errors"][0]["loc"]) == ("rejected", "signature")
-            forged = sign(doc, Ed25519PrivateKey.generate())
-            await w.publish(HOST_POLICY, forged)
-            ack = await w.next(ACK)
-            assert ack["errors"] == [
-                {
-                    "loc": "signature",
-                    "msg": "does not verify with any of the 1 configured policy keys",
-                }
-            ]
-            tampered = {**sign(doc, key), "generation": 2}
-            await w.publish(HOST_POLICY, tampered)
-            assert (await w.next(ACK))["status"] == "rejected"
-            await w.publish(
-                HOST_POLICY, {**doc, "signature": base64.b64encode(b"x").decode() + "!"}
-            )
-            assert (await w.next(ACK))["errors"][0]["msg"] == "is not valid base64"
-            assert host.running("node0").goal.target_bp == 6000
-            await w.publish(HOST_POLICY, sign(doc, key))
-            assert (await w.next(ACK))["status"] == "applied"
-            assert host.running("node0").goal.target_bp == 5000
+    async with (
+        Host(tmp_path / "state", broker.port, policy_keys=[str(pub)]) as host,
+        Watcher(broker.port, ACK) as w,
+    ):
+        await w.publish(HOST_POLICY, doc)
+        ack = await w.next(ACK)
+        assert (ack["status"], ack["errors"][0]["loc"]) == ("rejected", "signature")
+        forged = sign(doc, Ed25519PrivateKey.generate())
+        await w.publish(HOST_POLICY, forged)
+        ack = await w.next(ACK)
+        assert ack["errors"] == [
+            {
+                "loc": "signature",
+                "msg": "does not verify with any of the 1 configured policy keys",
+            }
+        ]
+        tampered = {**sign(doc, key), "generation": 2}
+        await w.publish(HOST_POLICY, tampered)
+        assert (await w.next(ACK))["status"] == "rejected"
+        await w.publish(HOST_POLICY, {**doc, "signature": base64.b64encode(b"x").decode() + "!"})
+        assert (await w.next(ACK))["errors"][0]["msg"] == "is not valid base64"
+        assert host.running("node0").goal.target_bp == 6000
+        await w.publish(HOST_POLICY, sign(doc, key))
+        assert (await w.next(ACK))["status"] == "applied"
+        assert host.running("node0").goal.target_bp == 5000
 
 
 async def test_online_flag_and_offline_on_shutdown(broker: Broker, tmp_path: Path) -> None:

@@ -198,7 +198,8 @@ async def test_tls_and_acl_separate_pushers_from_readers(tmp_path: Path) -> None
     passwd.write_text("")
     secrets: dict[str, Path] = {}
     for user in ("operator", "viewer", "h1"):
-        subprocess.run(
+        await asyncio.to_thread(
+            subprocess.run,
             [require_binary("mosquitto_passwd"), "-b", str(passwd), user, f"{user}-secret"],
             check=True,
             capture_output=True,

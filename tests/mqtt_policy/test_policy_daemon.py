@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from damond.policy.store import STATE_FILE
 from mqtt_policy.support import Broker, Daemon, Watcher, daemon_toml, free_port
@@ -14,10 +15,13 @@ ONLINE = "damond/hosts/h1/online"
 HOST_POLICY = "damond/hosts/h1/policy"
 
 
-async def wait_event(
-    daemon: Daemon, name: str, timeout: float = 15.0, **match: object
-) -> dict[str, object]:
-    return await asyncio.to_thread(daemon.wait_event, name, timeout, **match)
+UNAVAILABLE = (
+    "mqtt broker unavailable; contexts run on the last accepted policy, retrying in the background"
+)
+
+
+async def wait_event(daemon: Daemon, name: str, **match: object) -> dict[str, Any]:
+    return await asyncio.to_thread(daemon.wait_event, name, 15.0, **match)
 
 
 async def test_policy_after_a_broker_restart_applies_within_5s(
@@ -30,7 +34,7 @@ async def test_policy_after_a_broker_restart_applies_within_5s(
         broker.kill()
         await wait_event(
             daemon,
-            "mqtt broker unavailable; contexts run on the last accepted policy, retrying in the background",
+            UNAVAILABLE,
         )
         await asyncio.sleep(0.5)
         broker.start()
@@ -78,7 +82,7 @@ async def test_kill9_after_an_applied_ack_then_restart_without_broker(
         assert first["target_bp"] == 3300
         await wait_event(
             again,
-            "mqtt broker unavailable; contexts run on the last accepted policy, retrying in the background",
+            UNAVAILABLE,
         )
         assert again.alive()
     finally:
@@ -113,7 +117,7 @@ async def test_a_corrupt_state_file_is_moved_aside(tmp_path: Path) -> None:
         )
         assert event["level"] == "error"
         aside = Path(str(event["moved_to"]))
-        assert aside.read_text() == '{"format": 1, "scopes": {"host": '
+        assert await asyncio.to_thread(aside.read_text) == '{"format": 1, "scopes": {"host": '
         assert not (state / STATE_FILE).exists()
         first = await wait_event(daemon, "first iteration", context="node0")
         assert first["target_bp"] == 6000

@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_policy.support import Broker, Daemon, daemon_toml
 
@@ -103,7 +104,7 @@ class SyncClient:
     def __init__(self, port: int) -> None:
         self.acks: queue.Queue[bytes] = queue.Queue()
         self.states: queue.Queue[bytes] = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         sock = self.client.socket()
@@ -113,7 +114,7 @@ class SyncClient:
         self.client.subscribe([(ACK, 1), (STATE, 1)])[1]
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        (self.acks if message.topic == ACK else self.states).put(message.payload)
+        (self.acks if message.topic == ACK else self.states).put(bytes(message.payload))
 
     def ask(self, payload: bytes) -> dict[str, Any]:
         self.client.publish(HOST_POLICY, payload, qos=1).wait_for_publish(10)
@@ -147,7 +148,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, S
 
 
 @settings(
-    max_examples=300,
+    max_examples=2500,
     deadline=None,
     database=None,
     suppress_health_check=[
@@ -160,7 +161,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, S
 def test_every_malformed_payload_is_rejected(
     fuzzed: tuple[Daemon, SyncClient], payload: bytes
 ) -> None:
-    daemon, client = fuzzed
+    _, client = fuzzed
     ack = client.ask(payload)
     assert ack["status"] == "rejected", (payload[:200], ack)
     assert ack["errors"] and all(set(e) == {"loc", "msg"} for e in ack["errors"])
