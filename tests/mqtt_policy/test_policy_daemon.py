@@ -123,3 +123,16 @@ async def test_a_corrupt_state_file_is_moved_aside(tmp_path: Path) -> None:
         assert first["target_bp"] == 6000
     finally:
         assert daemon.stop() == 0
+
+
+async def test_an_unusable_policy_key_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pub"
+    bad.write_text("not a key")
+    daemon = Daemon(
+        tmp_path, daemon_toml(tmp_path / "state", free_port(), {"policy_keys": [str(bad)]})
+    )
+    daemon.start()
+    assert daemon.proc is not None
+    assert await asyncio.to_thread(daemon.proc.wait, 30) == 2
+    log = daemon.log_path.read_text()
+    assert f"mqtt.policy_keys[0]: {bad}: not a PEM public key" in log
