@@ -189,8 +189,9 @@ class PolicyChannel:
                 topics=sorted(self._policy_topics),
             )
             try:
-                await client.publish(self._online_topic, b"true", qos=1, retain=True)
                 await client.subscribe([(topic, 1) for topic in self._policy_topics])
+                # online only once subscribed: a policy sent on seeing it is not missed
+                await client.publish(self._online_topic, b"true", qos=1, retain=True)
                 inbox: CoalescingInbox[Scope, bytes] = CoalescingInbox(
                     TokenBucket(self.cfg.rate_limit_per_s)
                 )
