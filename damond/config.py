@@ -327,13 +327,72 @@ class MetricsConfig(_Strict):
     """Serve a non-loopback address without TLS and basic auth."""
 
 
+_TOPIC_LEVEL_RE = re.compile(r"^[^/+#\x00]{1,128}$")
+_TOPIC_PREFIX_RE = re.compile(r"^[^/+#\x00]{1,64}(/[^/+#\x00]{1,64})*$")
+
+
+def _topic_level(value: str) -> str:
+    if not _TOPIC_LEVEL_RE.match(value):
+        raise PydanticCustomError(
+            "topic_level",
+            "must be 1-128 characters without '/', '+', '#' or NUL (one MQTT topic level), "
+            "got '{value}'",
+            {"value": value},
+        )
+    return value
+
+
+def _topic_prefix(value: str) -> str:
+    if not _TOPIC_PREFIX_RE.match(value):
+        raise PydanticCustomError(
+            "topic_prefix",
+            "must be one or more '/'-separated MQTT topic levels without '+', '#' or NUL, "
+            "got '{value}'",
+            {"value": value},
+        )
+    return value
+
+
+TopicLevel = Annotated[str, AfterValidator(_topic_level)]
+
+
 class MqttConfig(_Strict):
+    """The policy channel: broker, identity, topics and the limits on what it accepts."""
+
     enabled: bool = True
     host: str = "localhost"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    host_id: str = Field(default_factory=socket.gethostname)
-    group: str | None = None
-    topic_prefix: str = "damond"
+    host_id: TopicLevel = Field(default_factory=socket.gethostname)
+    group: TopicLevel | None = None
+    topic_prefix: Annotated[str, AfterValidator(_topic_prefix)] = "damond"
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """MQTT client identifier; ``damond-<host_id>`` when unset."""
+    username: str | None = None
+    password_file: Path | None = None
+    """A file whose first line is the password; read at every connection attempt."""
+    tls: bool = False
+    """Connect with TLS; implied by ``ca_file``, ``cert_file`` or ``key_file``."""
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    policy_keys: tuple[Path, ...] = ()
+    """PEM files of Ed25519 public keys; when set, every policy must be signed by one."""
+    rate_limit_per_s: PositiveFloat = 10.0
+    """Policy messages processed per second; beyond it the newest per scope wins."""
+    max_payload_bytes: Annotated[int, Field(ge=64, le=16 * MiB)] = 64 * 1024
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    reconnect_max_s: PositiveFloat = 60.0
+    """The cap of the reconnection backoff (which starts at 0.5 s, with jitter)."""
+    state_interval_s: PositiveFloat = 30.0
+    """How often the retained state is republished when nothing changes."""
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or f"damond-{self.host_id}"
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls or any(f is not None for f in (self.ca_file, self.cert_file, self.key_file))
 
 
 def _seed_contexts() -> tuple[ContextConfig, ...]:
@@ -522,6 +581,18 @@ def semantic_errors(settings: Settings) -> list[str]:
     if settings.backend == "simulated":
         errors.extend(_simulation_errors(sim))
     errors.extend(_metrics_errors(settings.metrics))
+    errors.extend(_mqtt_errors(settings.mqtt))
+    return errors
+
+
+def _mqtt_errors(mqtt: MqttConfig) -> list[str]:
+    errors: list[str] = []
+    if mqtt.password_file is not None and mqtt.username is None:
+        errors.append("mqtt.password_file: needs mqtt.username to be set as well")
+    if mqtt.cert_file is not None and mqtt.key_file is None:
+        errors.append("mqtt.key_file: required with mqtt.cert_file (they go together)")
+    if mqtt.key_file is not None and mqtt.cert_file is None:
+        errors.append("mqtt.cert_file: required with mqtt.key_file (they go together)")
     return errors
 
 
