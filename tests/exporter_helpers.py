@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import base64
-import os
-import shutil
-import socket
 import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-
-import pytest
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def require_binary(name: str, package: str) -> str:
-    """The binary's path; fails the test in CI (CI=true) and skips it elsewhere if missing."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian package: {package}, installed by .ci/run)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @dataclass

@@ -23,7 +23,8 @@ from damond.endpointauth import hash_password
 from damond.exporter import DaemonMetrics
 from damond.loop import ContextStatus
 from damond.metrics_http import MAX_CONNECTIONS, MetricsEndpoint
-from tests.exporter_helpers import Reply, free_port, http_get, require_binary
+from tests.exporter_helpers import Reply, http_get
+from tests.tools import free_port, require_binary
 
 INTERVAL_S = 1.0
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.exporter_helpers import free_port, http_get, require_binary
+from tests.exporter_helpers import http_get
+from tests.tools import free_port, require_binary
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "deploy" / "grafana" / "damond.json"

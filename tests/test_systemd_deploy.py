@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import aiomqtt
 import pytest
 
 from damond.config import Mode, load_settings
+from tests.tools import free_port, require_binary
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -37,18 +37,10 @@ def test_example_config_is_valid_for_a_two_tier_host() -> None:
     assert all(c.mode is Mode.DAEMON for c in settings.contexts)
 
 
-def need(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        message = f"{binary} not found: install Debian's '{binary}' package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run([need("openssl"), *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        [require_binary("openssl", "openssl"), *args], cwd=cwd, check=True, capture_output=True
+    )
 
 
 def issue_certificate(name: str, cwd: Path, server: bool = False) -> None:
@@ -84,17 +76,10 @@ class Broker:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     """mosquitto running the example listener, with its paths moved into tmp_path."""
-    mosquitto = need("mosquitto")
+    mosquitto = require_binary("mosquitto", "mosquitto")
     certs = tmp_path / "certs"
     certs.mkdir()
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=certs)

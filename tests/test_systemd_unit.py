@@ -6,14 +6,12 @@ works without systemd as PID 1). In CI a missing binary is a failure.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.tools import require_binary
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "damond.service"
 MAX_EXPOSURE = 2.5
@@ -21,13 +19,7 @@ SHIPPED_EXEC = "/opt/damond/bin/damond"
 
 
 def systemd_analyze() -> str:
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        message = "systemd-analyze not found: install Debian's 'systemd' package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return tool
+    return require_binary("systemd-analyze", "systemd")
 
 
 def directives(text: str) -> dict[str, list[str]]:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 
 from damond.config import ContextConfig, GoalConfig, SchemeConfig, load_settings
 from damond.daemon import make_backend, node_capacity
@@ -26,25 +24,7 @@ from damond.policy.channel import PolicyChannel
 from damond.policy.signing import configured_keys
 from damond.policy.store import PolicyStore
 from damond.supervisor import Supervisor
-
-
-def require_binary(name: str) -> str:
-    """The binary's path; a missing one fails under CI and skips elsewhere."""
-    path = shutil.which(name) or (
-        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
-    )
-    if path is None:
-        message = f"{name} is not installed (Debian package mosquitto; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.tools import free_port, require_binary
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -62,7 +42,7 @@ class Broker:
     """A mosquitto process; ``extra`` lines go into its listener's configuration."""
 
     def __init__(self, workdir: Path, extra: str = "allow_anonymous true") -> None:
-        self.binary = require_binary("mosquitto")
+        self.binary = require_binary("mosquitto", "mosquitto")
         self.workdir = workdir
         self.port = free_port()
         self.extra = extra

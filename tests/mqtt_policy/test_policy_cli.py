@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from tests.mqtt_policy.support import Broker, Daemon, daemon_toml, require_binary
+from tests.mqtt_policy.support import Broker, Daemon, daemon_toml
+from tests.tools import require_binary
 
 
 def damond(*args: str) -> subprocess.CompletedProcess[str]:
@@ -200,7 +201,13 @@ async def test_tls_and_acl_separate_pushers_from_readers(tmp_path: Path) -> None
     for user in ("operator", "viewer", "h1"):
         await asyncio.to_thread(
             subprocess.run,
-            [require_binary("mosquitto_passwd"), "-b", str(passwd), user, f"{user}-secret"],
+            [
+                require_binary("mosquitto_passwd", "mosquitto"),
+                "-b",
+                str(passwd),
+                user,
+                f"{user}-secret",
+            ],
             check=True,
             capture_output=True,
         )

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from damond.policy.store import STATE_FILE
-from tests.mqtt_policy.support import Broker, Daemon, Watcher, daemon_toml, free_port
+from tests.mqtt_policy.support import Broker, Daemon, Watcher, daemon_toml
+from tests.tools import free_port
 
 ACK = "damond/hosts/h1/ack"
 ONLINE = "damond/hosts/h1/online"

@@ -10,7 +10,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.exporter_helpers import http_get
-from tests.mqtt_policy.support import Broker, Daemon, Watcher, daemon_toml, free_port
+from tests.mqtt_policy.support import Broker, Daemon, Watcher, daemon_toml
+from tests.tools import free_port
 
 ACK = "damond/hosts/h1/ack"
 HOST_POLICY = "damond/hosts/h1/policy"
