@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,35 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int)
     sim.add_argument("--json", type=Path, dest="json_path", metavar="FILE")
     sim.add_argument("--plot", type=Path, dest="plot_path", metavar="FILE")
+    _policy_parser(sub, config_arg)
     return parser
+
+
+def _policy_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    policy = sub.add_parser("policy", help="push policies over MQTT, read hosts' state")
+    verbs = policy.add_subparsers(dest="policy_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        config_arg(p)
+        p.add_argument("--broker", metavar="HOST[:PORT]", help="default: mqtt.host and mqtt.port")
+        p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+
+    push = verbs.add_parser("push", help="publish a policy document and wait for the acks")
+    common(push)
+    push.add_argument("file", type=Path, metavar="FILE")
+    where = push.add_mutually_exclusive_group(required=True)
+    where.add_argument("--host", metavar="H")
+    where.add_argument("--group", metavar="G")
+    where.add_argument("--fleet", action="store_true")
+    push.add_argument("--key", type=Path, metavar="FILE", help="Ed25519 private key (PEM) to sign")
+    get = verbs.add_parser("get", help="print a host's retained state")
+    common(get)
+    get.add_argument("--host", required=True, metavar="H")
+    status = verbs.add_parser("status", help="every host's online flag and policy generations")
+    common(status)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,6 +87,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             out[key] = value
     if getattr(args, "seed", None) is not None:
         out["simulation"] = {"seed": args.seed}
+    broker = getattr(args, "broker", None)
+    if broker:
+        host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "")
+        out["mqtt"] = {"host": host, **({"port": port} if port else {})}
     return out
 
 
@@ -74,10 +107,12 @@ def _print_config_errors(exc: ConfigError) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from damond.daemon import run_daemon
+    from damond.reload import ConfigSource
 
-    settings = _load(args)
+    source = ConfigSource(config_path(args.config), _overrides(args))
+    settings = source.load()
     configure_logging(settings.log_level)
-    asyncio.run(run_daemon(settings))
+    asyncio.run(run_daemon(settings, source))
     return EXIT_OK
 
 
@@ -122,7 +157,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "simulate": cmd_simulate}
+def cmd_policy(args: argparse.Namespace) -> int:
+    from damond.policy import tool
+    from damond.policy.document import Scope
+
+    cfg = _load(args).mqtt
+    try:
+        if args.policy_command == "push":
+            if args.host:
+                target = tool.Target(Scope.HOST, args.host)
+            elif args.group:
+                target = tool.Target(Scope.GROUP, args.group)
+            else:
+                target = tool.Target(Scope.FLEET)
+            document = tool.load_document(args.file, args.key)
+            return tool.run(cfg, tool.push(cfg, document, target, args.timeout, sys.stdout))
+        if args.policy_command == "get":
+            return tool.run(cfg, tool.get_state(cfg, args.host, args.timeout, sys.stdout))
+        return tool.run(cfg, tool.status(cfg, args.timeout, sys.stdout))
+    except tool.ToolError as exc:
+        print(f"damond: {exc}", file=sys.stderr)
+        return exc.code
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "simulate": cmd_simulate, "policy": cmd_policy}
 
 
 def main(argv: list[str] | None = None) -> int:

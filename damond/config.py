@@ -7,9 +7,11 @@ the first, so an operator fixes a file in one pass.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
+import ssl
 import tomllib
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -34,6 +36,7 @@ from pydantic_settings import (
 )
 
 from damond import model
+from damond.endpointauth import PasswordHash, read_password_file, server_ssl_context
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -167,8 +170,8 @@ class ContextConfig(_Strict):
             raise PydanticCustomError(
                 "context_name",
                 "must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or "
-                "digit, got {value!r}",
-                {"value": value},
+                "digit, got {value}",
+                {"value": repr(value)},
             )
         return value
 
@@ -244,18 +247,152 @@ class SimulationConfig(_Strict):
         return [n.id for n in self.nodes]
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> (host, port); ValueError says what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be HOST:PORT or [IPV6]:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address must be in brackets, as [::1]:9464")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError("port must be a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("port must be between 1 and 65535")
+    return host, port
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen_address(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise PydanticCustomError("listen_address", f"{exc}, got {value!r}") from None
+    return value
+
+
+class TlsConfig(_Strict):
+    """Serve the endpoint over HTTPS with this PEM certificate (chain) and key."""
+
+    cert_file: Path
+    key_file: Path
+
+
+class BasicAuthConfig(_Strict):
+    """Require HTTP basic auth; exactly one of ``password_file`` and ``password_hash``."""
+
+    user: str
+    password_file: Path | None = None
+    password_hash: str | None = None
+    """``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>``, from
+    :func:`damond.endpointauth.hash_password`."""
+
+    @field_validator("user")
+    @classmethod
+    def _valid_user(cls, value: str) -> str:
+        if not value or ":" in value:
+            raise PydanticCustomError(
+                "basic_auth_user", f"must be non-empty and without ':', got {value!r}"
+            )
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _valid_hash(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                PasswordHash.parse(value)
+            except ValueError as exc:
+                raise PydanticCustomError("password_hash", str(exc)) from None
+        return value
+
+
 class MetricsConfig(_Strict):
     enabled: bool = True
-    listen: str = "127.0.0.1:9464"
+    listen: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1:9464"
+    tls: TlsConfig | None = None
+    basic_auth: BasicAuthConfig | None = None
+    allow_insecure_remote: bool = False
+    """Serve a non-loopback address without TLS and basic auth."""
+
+
+_TOPIC_LEVEL_RE = re.compile(r"^[^/+#\x00]{1,128}$")
+_TOPIC_PREFIX_RE = re.compile(r"^[^/+#\x00]{1,64}(/[^/+#\x00]{1,64})*$")
+
+
+def _topic_level(value: str) -> str:
+    if not _TOPIC_LEVEL_RE.match(value):
+        raise PydanticCustomError(
+            "topic_level",
+            "must be 1-128 characters without '/', '+', '#' or NUL (one MQTT topic level), "
+            "got '{value}'",
+            {"value": value},
+        )
+    return value
+
+
+def _topic_prefix(value: str) -> str:
+    if not _TOPIC_PREFIX_RE.match(value):
+        raise PydanticCustomError(
+            "topic_prefix",
+            "must be one or more '/'-separated MQTT topic levels without '+', '#' or NUL, "
+            "got '{value}'",
+            {"value": value},
+        )
+    return value
+
+
+TopicLevel = Annotated[str, AfterValidator(_topic_level)]
 
 
 class MqttConfig(_Strict):
+    """The policy channel: broker, identity, topics and the limits on what it accepts."""
+
     enabled: bool = True
     host: str = "localhost"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    host_id: str = Field(default_factory=socket.gethostname)
-    group: str | None = None
-    topic_prefix: str = "damond"
+    host_id: TopicLevel = Field(default_factory=socket.gethostname)
+    group: TopicLevel | None = None
+    topic_prefix: Annotated[str, AfterValidator(_topic_prefix)] = "damond"
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """MQTT client identifier; ``damond-<host_id>`` when unset."""
+    username: str | None = None
+    password_file: Path | None = None
+    """A file whose first line is the password; read at every connection attempt."""
+    tls: bool = False
+    """Connect with TLS; implied by ``ca_file``, ``cert_file`` or ``key_file``."""
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    policy_keys: tuple[Path, ...] = ()
+    """PEM files of Ed25519 public keys; when set, every policy must be signed by one."""
+    rate_limit_per_s: PositiveFloat = 10.0
+    """Policy messages processed per second; beyond it the newest per scope wins."""
+    max_payload_bytes: Annotated[int, Field(ge=64, le=16 * MiB)] = 64 * 1024
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    reconnect_max_s: PositiveFloat = 60.0
+    """The cap of the reconnection backoff (which starts at 0.5 s, with jitter)."""
+    state_interval_s: PositiveFloat = 30.0
+    """How often the retained state is republished when nothing changes."""
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or f"damond-{self.host_id}"
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls or any(f is not None for f in (self.ca_file, self.cert_file, self.key_file))
 
 
 class SysfsConfig(_Strict):
@@ -324,8 +461,8 @@ class Settings(BaseSettings):
     state_dir: Path = Path("/var/lib/damond")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     on_exit: Literal["stop", "leave"] = "stop"
-    """What happens to damond's kdamonds when it exits: turned off, or left running
-    (and re-adopted by the next start)."""
+    """At shutdown, turn off the kdamonds damond owns (``stop``) or leave them
+    running on their last settings (``leave``), e.g. across an upgrade."""
     metrics: MetricsConfig = MetricsConfig()
     mqtt: MqttConfig = MqttConfig()
     simulation: SimulationConfig = SimulationConfig()
@@ -465,11 +602,64 @@ def semantic_errors(settings: Settings) -> list[str]:
                 )
     if settings.backend == "simulated":
         errors.extend(_simulation_errors(sim))
+    errors.extend(_metrics_errors(settings.metrics))
+    errors.extend(_mqtt_errors(settings.mqtt))
     if settings.sysfs.nr_regions_min > settings.sysfs.nr_regions_max:
         errors.append(
             f"sysfs.nr_regions_min: must not exceed nr_regions_max "
             f"({settings.sysfs.nr_regions_max}), got {settings.sysfs.nr_regions_min}"
         )
+    return errors
+
+
+def _mqtt_errors(mqtt: MqttConfig) -> list[str]:
+    errors: list[str] = []
+    if mqtt.password_file is not None and mqtt.username is None:
+        errors.append("mqtt.password_file: needs mqtt.username to be set as well")
+    if mqtt.cert_file is not None and mqtt.key_file is None:
+        errors.append("mqtt.key_file: required with mqtt.cert_file (they go together)")
+    if mqtt.key_file is not None and mqtt.cert_file is None:
+        errors.append("mqtt.cert_file: required with mqtt.key_file (they go together)")
+    return errors
+
+
+def _metrics_errors(metrics: MetricsConfig) -> list[str]:
+    """The endpoint's protection: files load, and a remote listener is protected."""
+    if not metrics.enabled:
+        return []
+    errors: list[str] = []
+    host, _ = parse_listen(metrics.listen)
+    protected = metrics.tls is not None or metrics.basic_auth is not None
+    if not is_loopback_host(host) and not protected and not metrics.allow_insecure_remote:
+        errors.append(
+            f"metrics.listen: {metrics.listen!r} is not a loopback address; protect it with "
+            "metrics.tls or metrics.basic_auth, or set metrics.allow_insecure_remote = true"
+        )
+    if metrics.tls is not None:
+        missing = False
+        for field in ("cert_file", "key_file"):
+            path: Path = getattr(metrics.tls, field)
+            if not path.is_file():
+                errors.append(f"metrics.tls.{field}: {path} is not a readable file")
+                missing = True
+        if not missing:
+            try:
+                server_ssl_context(metrics.tls.cert_file, metrics.tls.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                errors.append(
+                    f"metrics.tls: {metrics.tls.cert_file} and {metrics.tls.key_file} do not "
+                    f"load as a PEM certificate and its private key: {exc}"
+                )
+    auth = metrics.basic_auth
+    if auth is not None:
+        if (auth.password_file is None) == (auth.password_hash is None):
+            errors.append("metrics.basic_auth: set exactly one of password_file and password_hash")
+        elif auth.password_file is not None:
+            try:
+                read_password_file(auth.password_file)
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                errors.append(f"metrics.basic_auth.password_file: {auth.password_file}: {reason}")
     return errors
 
 

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sys
 import time
+from collections.abc import Sequence
 
 import structlog
 
 from damond.backend.base import Backend, EnvironmentRefused
 from damond.backend.simulated import SimBackend
 from damond.backend.sysfs import SysfsBackend
-from damond.config import Settings
+from damond.config import ContextConfig, Settings
+from damond.exporter import DaemonMetrics
+from damond.metrics_http import MetricsEndpoint
+from damond.policy.channel import PolicyChannel
+from damond.policy.merge import CapacityOf
+from damond.policy.signing import configured_keys
+from damond.policy.store import PolicyStore
+from damond.reload import ConfigSource, EffectiveContexts, Reloader, configured_contexts
+from damond.sdnotify import Notifier, watchdog_period_s
+from damond.service_notify import ServiceNotifications, no_mqtt_state
 from damond.supervisor import Supervisor
 
 
@@ -24,20 +36,98 @@ def make_backend(settings: Settings) -> Backend:
     raise EnvironmentRefused(f"unknown backend {settings.backend!r}")
 
 
-async def run_daemon(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven."""
+def node_capacity(settings: Settings, supervisor: Supervisor) -> CapacityOf:
+    """A node's capacity as last measured, else as the simulated machine defines it."""
+    simulated = (
+        {n.id: n.capacity_bytes for n in settings.simulation.nodes}
+        if settings.backend == "simulated"
+        else {}
+    )
+
+    def capacity_of(node: int) -> int | None:
+        for status in supervisor.statuses.values():
+            if status.snapshot is not None and node in status.snapshot.capacity_bytes:
+                return status.snapshot.capacity_bytes[node]
+        return simulated.get(node)
+
+    return capacity_of
+
+
+def _under_policies(channel: PolicyChannel) -> EffectiveContexts:
+    """On reload: the new configured contexts, with the accepted policies on top."""
+
+    def effective(base: Sequence[ContextConfig]) -> list[ContextConfig]:
+        channel.base_contexts = list(base)
+        return channel.effective_contexts()
+
+    return effective
+
+
+async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> None:
+    """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven.
+
+    ``source`` is where ``settings`` came from; SIGHUP re-reads it.
+    """
     log = structlog.get_logger("damond")
     backend = make_backend(settings)
-    supervisor = Supervisor(settings, backend)
-    loop = asyncio.get_running_loop()
+    metrics = DaemonMetrics(backend, mqtt_enabled=settings.mqtt.enabled)
 
-    def shutdown() -> None:
-        if isinstance(backend, SysfsBackend):
-            backend.exiting()
+    # policy: accepted policies are loaded before anything runs, then applied on top
+    store: PolicyStore | None = None
+    running = settings
+    if settings.mqtt.enabled:
+        keys = configured_keys(settings.mqtt)
+        store = PolicyStore.load(settings.state_dir, settings.mqtt.group)
+        effective = tuple(store.effective_contexts(settings.contexts))
+        running = settings.model_copy(update={"contexts": effective})
+
+    supervisor = Supervisor(running, backend, observers=[metrics])
+    services = supervisor.services
+
+    # metrics: the exporter observes every iteration (above); the endpoint is a service
+    if settings.metrics.enabled:
+        endpoint = MetricsEndpoint(
+            settings.metrics, metrics, lambda: supervisor.statuses, settings.interval_s
+        )
+        services.append(endpoint.serve)
+
+    channel: PolicyChannel | None = None
+    effective_contexts: EffectiveContexts = configured_contexts
+    mqtt_state = no_mqtt_state
+    if store is not None:
+        channel = PolicyChannel(
+            settings.mqtt,
+            store,
+            settings.contexts,
+            supervisor.apply_contexts,
+            lambda: supervisor.statuses,
+            node_capacity(settings, supervisor),
+            keys=keys,
+            metrics=metrics,
+        )
+        services.append(channel.run)
+        mqtt_state = channel.connection_state
+        effective_contexts = _under_policies(channel)
+
+    # systemd: sd_notify readiness, status and watchdog; SIGHUP reload; STOPPING=1.
+    notifier = Notifier.from_environment()
+    notifications = ServiceNotifications(supervisor, notifier, watchdog_period_s(), mqtt_state)
+    reloader = Reloader(supervisor, source or ConfigSource.default(), notifier, effective_contexts)
+    supervisor.observers.append(notifications.observe)
+    services += [notifications.report, notifications.feed_watchdog, reloader.serve]
+
+    def shut_down() -> None:
+        notifier.stopping()
         supervisor.stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, shutdown)
+    loop = asyncio.get_running_loop()
+    handlers = {
+        signal.SIGTERM: shut_down,
+        signal.SIGINT: shut_down,
+        signal.SIGHUP: reloader.request,
+    }
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
     log.info(
         "starting",
         backend=backend.name,
@@ -48,5 +138,9 @@ async def run_daemon(settings: Settings) -> None:
     try:
         await supervisor.run()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in handlers:
             loop.remove_signal_handler(sig)
+        notifier.close()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import TextIO
@@ -14,6 +15,24 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+class _ResilientPrintLogger(structlog.PrintLogger):
+    """A print logger that never lets a closed or broken output stop the daemon."""
+
+    def msg(self, message: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            super().msg(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+class _ResilientLoggerFactory:
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def __call__(self, *args: object) -> _ResilientPrintLogger:
+        return _ResilientPrintLogger(self._out)
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
@@ -30,6 +49,6 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=_ResilientLoggerFactory(out),
         cache_logger_on_first_use=False,
     )

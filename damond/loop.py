@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from damond import model
-from damond.backend.base import Backend, Snapshot
+from damond.backend.base import Backend, SchemeStats, Snapshot
 from damond.config import ContextConfig, Mode
 from damond.controller import DaemonController
 from damond.damonspec import build_context, fed_target, fed_value
@@ -83,6 +83,8 @@ class ContextLoop:
         self._started = False
         self._needs_restart = False
         self._unreachable = False
+        self._failing = False
+        self._last_stats: SchemeStats | None = None
 
     def reconfigure(self, cfg: ContextConfig) -> None:
         """Take new settings online; DAMON objects are rebuilt only if they changed."""
@@ -197,6 +199,7 @@ class ContextLoop:
                 "has no eligible memory left to move; holding still",
             )
         self._unreachable = unreachable
+        self._note_failing_migrations(snap)
         if not allowed or unreachable:
             quota = model.IDLE_QUOTA_BYTES
             self.controller.hold()
@@ -206,6 +209,24 @@ class ContextLoop:
         if quota != self._quota_set:
             await self.backend.set_quota(cfg.name, quota)
             self._quota_set = quota
+
+    def _note_failing_migrations(self, snap: Snapshot) -> None:
+        """Warn once when the scheme tries but migrates nothing (destination full)."""
+        last = self._last_stats
+        self._last_stats = snap.stats
+        if last is None:
+            return
+        tried = snap.stats.sz_tried - last.sz_tried
+        applied = snap.stats.sz_applied - last.sz_applied
+        failing = tried > 0 and applied == 0
+        if failing and not self._failing:
+            self.log.warning(
+                f"migrations to node {self.cfg.scheme.target_nid} are failing: the scheme tried "
+                f"{tried} bytes and moved none (is node {self.cfg.scheme.target_nid} full?)"
+            )
+        elif self._failing and applied > 0:
+            self.log.info(f"migrations to node {self.cfg.scheme.target_nid} succeed again")
+        self._failing = failing if tried > 0 else self._failing
 
     async def _feed(self, snap: Snapshot, metric: int) -> None:
         cfg = self.cfg

@@ -33,9 +33,7 @@ from damond import model
 from damond.backend.base import SchemeStats
 from damond.config import SimulationConfig
 from damond.goalmetric import node_eligible_mem_bp
-from damond.tuners import GOAL_SCORE, goal_score, next_effective_quota
-
-ULONG_MAX = 2**64 - 1
+from damond.tuners import GOAL_SCORE, ULONG_MAX, goal_score, next_effective_quota
 
 
 class _Chunk:

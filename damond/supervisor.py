@@ -44,12 +44,37 @@ class Supervisor:
         self.loops: dict[str, ContextLoop] = {}
         self.stop_event = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._alive_since: dict[str, float | None] = {}
+        """When each loop last (re)started; None while it waits out a backoff."""
+        self._leave_running = False
         self._tg: asyncio.TaskGroup | None = None
         self.log = structlog.get_logger("damond.supervisor")
 
     @property
     def statuses(self) -> dict[str, ContextStatus]:
         return {name: loop.status for name, loop in self.loops.items()}
+
+    @property
+    def all_iterated(self) -> bool:
+        """True once every running context has completed its first iteration."""
+        return all(loop.status.iterations > 0 for loop in self.loops.values())
+
+    def stuck_contexts(self, max_age_s: float) -> list[str]:
+        """Contexts whose loop has made no progress for ``max_age_s`` seconds.
+
+        Progress is a completed iteration or a (re)start; a loop waiting out
+        its backoff after a failure is being handled, not stuck.
+        """
+        now = time.monotonic()
+        stuck = []
+        for name, loop in self.loops.items():
+            since = self._alive_since.get(name)
+            if since is None:
+                continue
+            last = max(since, loop.status.last_iteration_monotonic or since)
+            if now - last > max_age_s:
+                stuck.append(name)
+        return stuck
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -64,7 +89,8 @@ class Supervisor:
                     self._start(ctx)
                 service_tasks = [tg.create_task(svc()) for svc in self.services]
                 await self.stop_event.wait()
-                self.log.info("stopping")
+                self._leave_running = self.settings.on_exit == "leave"
+                self.log.info("stopping", on_exit=self.settings.on_exit)
                 for task in (*self._tasks.values(), *service_tasks):
                     task.cancel()
         finally:
@@ -99,6 +125,7 @@ class Supervisor:
             ctx, self.backend, self.arbiter, self.settings.interval_s, self.observers
         )
         self.loops[ctx.name] = loop
+        self._alive_since[ctx.name] = time.monotonic()
         self._tasks[ctx.name] = self._tg.create_task(self._supervise(loop), name=ctx.name)
 
     def _stop(self, name: str) -> None:
@@ -106,17 +133,21 @@ class Supervisor:
         if task is not None:
             task.cancel()
         self.loops.pop(name, None)
+        self._alive_since.pop(name, None)
         self.arbiter.forget(name)
 
     async def _supervise(self, loop: ContextLoop) -> None:
         log = loop.log
         failures = 0
+        name = loop.cfg.name
         while True:
             started = time.monotonic()
+            self._alive_since[name] = started
             try:
                 await loop.run()
             except asyncio.CancelledError:
-                await self._teardown(loop)
+                if not self._leave_running:
+                    await self._teardown(loop)
                 raise
             except Exception as exc:
                 if time.monotonic() - started >= HEALTHY_RUN_S:
@@ -127,6 +158,7 @@ class Supervisor:
                 loop.status.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("context loop failed; restarting", retry_in_s=delay, exc_info=True)
                 await self._teardown(loop)
+                self._alive_since[name] = None
                 await asyncio.sleep(delay)
 
     async def _teardown(self, loop: ContextLoop) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fakedamon import FakeKernel, FakeMachine
-
 from damond.backend.sysfs import SysfsBackend
 from damond.config import Settings
+from tests.fakedamon import FakeKernel, FakeMachine
 
 
 def pull_context(mode: str = "daemon", name: str = "pull", **extra: Any) -> dict[str, Any]:

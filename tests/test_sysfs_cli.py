@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakedamon import FakeKernel, FakeMachine, dump, make_machine
 
 from damond import cli
 from damond.backend import sysfs as sysfs_backend
+from tests.fakedamon import FakeKernel, FakeMachine, dump, make_machine
 
 
 def write_config(path: Path, m: FakeMachine, state_dir: Path, mode: str = "daemon") -> Path:

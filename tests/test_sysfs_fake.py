@@ -6,7 +6,8 @@ import errno
 from pathlib import Path
 
 import pytest
-from fakedamon import make_machine
+
+from tests.fakedamon import make_machine
 
 
 def test_nr_writes_recreate_children_and_parse_octal(tmp_path: Path) -> None:

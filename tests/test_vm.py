@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vmguest
+
+from tests import vmguest
 
 pytestmark = pytest.mark.vm
 

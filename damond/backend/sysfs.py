@@ -94,7 +94,6 @@ class SysfsBackend:
         self._contexts: dict[str, _Context] = {}
         self._topo: Topology | None = None
         self._topo_at = -1e18
-        self._leave = False
 
     @property
     def admin(self) -> Path:
@@ -110,10 +109,6 @@ class SysfsBackend:
 
     def kernel_version(self) -> str:
         return self._kernel
-
-    def exiting(self) -> None:
-        """The daemon is shutting down: with ``on_exit = "leave"`` kdamonds stay on."""
-        self._leave = self.settings.on_exit == "leave"
 
     async def open(self) -> None:
         try:
@@ -192,7 +187,8 @@ class SysfsBackend:
     def _close_job(self, s: Session) -> None:
         record = self._record
         assert record is not None
-        if self._leave:
+        if self.settings.on_exit == "leave" and self._contexts:
+            # The supervisor left the loops' kdamonds on; the next start re-adopts them.
             ownership.save_record(self.record_path, record)
             self.log.info("leaving kdamonds running", kdamonds=sorted(self._running_slots()))
             return
@@ -352,9 +348,6 @@ class SysfsBackend:
         )
 
     async def stop_context(self, name: str) -> None:
-        if self._leave:
-            self._contexts.pop(name, None)
-            return
         if name in self._contexts:
             await self.worker.call(lambda s: self._stop_job(s, name))
 

@@ -32,6 +32,7 @@ mount -t tmpfs tmpfs /newroot/run; mount -t tmpfs tmpfs /newroot/tmp
 mkdir -p /newroot/dev/pts /newroot/dev/shm; mount -t devpts devpts /newroot/dev/pts; mount -t tmpfs tmpfs /newroot/dev/shm
 W=$(sed -n 's/.*vmwork=\([^ ]*\).*/\1/p' /proc/cmdline)
 D=$(sed -n 's/.*vmdir=\([^ ]*\).*/\1/p' /proc/cmdline)
+mkdir -p /newroot$W 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose work /newroot$W || echo "mount work failed"
 OUTDEV=/dev/hvc0; [ -e $OUTDEV ] || OUTDEV=/dev/console
 chroot /newroot /bin/sh -c "cd $W && HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/sh $D/cmd.sh" > /newroot$OUTDEV 2>&1 < /dev/null

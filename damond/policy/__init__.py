@@ -1,0 +1,1 @@
+"""Remote policy: documents, their merge and persistence, the MQTT channel, the operator tool."""

@@ -1,0 +1,277 @@
+"""damond against a real Prometheus server (Debian's ``prometheus`` package).
+
+One ``damond run`` (simulated backend) and one Prometheus scraping it every
+second are shared by the module: every dashboard query must return data and
+every alert rule must evaluate cleanly. promtool checks the scraped text, the
+rules (and their unit tests) and the example scrape configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.exporter_helpers import http_get
+from tests.tools import free_port, require_binary
+
+REPO = Path(__file__).resolve().parent.parent
+DASHBOARD = REPO / "deploy" / "grafana" / "damond.json"
+RULES = REPO / "deploy" / "prometheus" / "damond-rules.yml"
+RULE_TESTS = REPO / "deploy" / "prometheus" / "damond-rules.test.yml"
+SCRAPE_EXAMPLE = REPO / "deploy" / "prometheus" / "prometheus.yml"
+ALERTS = {
+    "DamondDown",
+    "DamondContextNotIterating",
+    "DamondGoalMissed",
+    "DamondMigrationPingPong",
+    "DamondMqttDisconnected",
+    "DamondContextRestarting",
+}
+# What Grafana substitutes, as it would with "All" selected.
+DASHBOARD_VARIABLES = {
+    "$__rate_interval": "1m",
+    "${host}": ".+",
+    "$host": ".+",
+    "${context}": ".+",
+    "$context": ".+",
+}
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def reachable(url: str) -> bool:
+    try:
+        return http_get(url, timeout=1.0).status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def damond_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running ``damond run`` with its default (simulated) configuration."""
+    tmp = tmp_path_factory.mktemp("damond")
+    config = tmp / "damond.toml"
+    config.write_text("")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAMOND_")}
+    env |= {
+        "DAMOND_CONFIG": str(config),
+        "DAMOND_STATE_DIR": str(tmp / "state"),
+        "DAMOND_METRICS__LISTEN": f"127.0.0.1:{port}",
+        "DAMOND_MQTT__ENABLED": "false",
+    }
+    log = (tmp / "damond.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "damond", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("damond's /healthz", lambda: proc.poll() is None and reachable(url + "/healthz"))
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+        log.close()
+    assert code == 0, (tmp / "damond.log").read_text()
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        reply = http_get(f"{self.url}/api/v1/{path}?{query}")
+        payload = json.loads(reply.body)
+        assert payload["status"] == "success", (path, params, payload)
+        return payload["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=expr)
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+
+@pytest.fixture(scope="module")
+def prometheus(damond_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus scraping damond every second, with damond's alert rules loaded."""
+    binary = require_binary("prometheus", "prometheus")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    target = damond_url.removeprefix("http://")
+    (tmp / "prometheus.yml").write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  evaluation_interval: 1s\n"
+        f"rule_files: [{json.dumps(str(RULES))}]\n"
+        "scrape_configs:\n"
+        "  - job_name: damond\n"
+        f"    static_configs: [{{targets: [{json.dumps(target)}]}}]\n"
+    )
+    port = free_port()
+    log = (tmp / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = Prometheus(f"http://127.0.0.1:{port}")
+    try:
+        wait_for("Prometheus to be ready", lambda: reachable(server.url + "/-/ready"))
+
+        # A rate needs two scrapes; the ping-pong panel's subquery (1 s steps,
+        # aligned to whole seconds) needs a third to be sure of two points.
+        def scraped_thrice() -> bool:
+            result = server.query('count_over_time(up{job="damond"}[5m])')
+            return bool(result) and float(result[0]["value"][1]) >= 3
+
+        wait_for("three scrapes of damond", scraped_thrice)
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
+def substitute(expr: str) -> str:
+    for name, value in DASHBOARD_VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"unsubstituted variable in {expr}"
+    return expr
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def host_vmstat() -> set[str]:
+    try:
+        return {line.split()[0] for line in Path("/proc/vmstat").read_text().splitlines()}
+    except OSError:
+        return set()
+
+
+def test_up_is_one(prometheus: Prometheus) -> None:
+    result = prometheus.query('up{job="damond"}')
+    assert [r["value"][1] for r in result] == ["1"]
+
+
+def test_every_dashboard_panel_query_returns_data(prometheus: Prometheus) -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 20
+    vmstat = host_vmstat()
+    empty = []
+    for title, expr in queries:
+        result = prometheus.query(substitute(expr))
+        counter = re.search(r"damond_vmstat_(\w+)_total", expr)
+        if counter and counter.group(1) not in vmstat:
+            assert result == [], f"{title}: {expr} has data the host cannot have"
+            continue
+        if not result:
+            empty.append(f"{title}: {expr}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_dashboard_template_variables_have_values(prometheus: Prometheus) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    found = {}
+    for name in ("host", "context"):
+        match = re.fullmatch(r"label_values\((.*), (\w+)\)", variables[name]["definition"])
+        assert match, variables[name]["definition"]
+        selector, label = substitute(match.group(1)), match.group(2)
+        found[name] = prometheus.api(f"label/{label}/values", **{"match[]": selector})
+    assert found["context"] == ["node0", "node1"]
+    assert len(found["host"]) == 1
+
+
+def test_every_panel_uses_the_datasource_variable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+
+
+def test_every_alert_rule_evaluates_without_error(prometheus: Prometheus) -> None:
+    def rules() -> list[dict[str, Any]]:
+        groups = prometheus.api("rules", type="alert")["groups"]
+        return [rule for group in groups for rule in group["rules"]]
+
+    wait_for(
+        "every rule to be evaluated",
+        lambda: all(not r["lastEvaluation"].startswith("0001") for r in rules()),
+    )
+    loaded = rules()
+    assert {r["name"] for r in loaded} == ALERTS
+    for rule in loaded:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+        prometheus.query(rule["query"])  # asserts status "success"
+
+
+def test_scraped_metrics_pass_promtool_check_metrics(damond_url: str) -> None:
+    promtool = require_binary("promtool", "prometheus")
+    text = http_get(damond_url + "/metrics").body
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == b""
+
+
+def test_promtool_check_rules() -> None:
+    promtool = require_binary("promtool", "prometheus")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+
+
+def test_promtool_rule_unit_tests() -> None:
+    promtool = require_binary("promtool", "prometheus")
+    result = subprocess.run(
+        [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
+    assert tested == ALERTS
+
+
+def test_promtool_check_scrape_config_example() -> None:
+    promtool = require_binary("promtool", "prometheus")
+    result = subprocess.run(
+        [promtool, "check", "config", str(SCRAPE_EXAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
