@@ -113,6 +113,31 @@ async def test_start_writes_layout_and_reads_it_back(fake: tuple[FakeMachine, Fa
     assert k.read(m.admin / "kdamonds/nr_kdamonds") == "0"
 
 
+@pytest.mark.parametrize(("version", "staged"), [("6.18", True), ("7.2", False)])
+async def test_working_scheme_armed_after_first_quota_window_on_old_kernels(
+    tmp_path: Path, version: str, staged: bool
+) -> None:
+    """Before 7.1 a scheme's first reset interval has no quota at all (a 6.12 guest
+    migrated its whole hot set in it), so the scheme starts as ``stat``."""
+    m, k = make_machine(tmp_path / "root", version)
+    b = backend(m, k, tmp_path / "state")
+    await b.open()
+    k.writes.clear()
+    await b.start_context(build_context(cfg()))
+    action = "kdamonds/0/contexts/0/schemes/0/action"
+    writes = [(p, v) for p, v in k.writes if p in (action, "kdamonds/0/state")]
+    if staged:
+        assert writes == [  # a new scheme's action is "stat": nothing to write before "on"
+            ("kdamonds/0/state", "on"),
+            (action, "migrate_hot"),
+            ("kdamonds/0/state", "commit"),
+        ]
+    else:
+        assert writes == [(action, "migrate_hot"), ("kdamonds/0/state", "on")]
+    assert k.read(kd0(m) / "contexts/0/schemes/0/action") == "migrate_hot"
+    await b.close()
+
+
 async def test_6_12_uses_filters_without_allow(tmp_path: Path) -> None:
     m, k = make_machine(tmp_path / "root", "6.12")
     b = backend(m, k, tmp_path / "state", contexts=[pull_context("kernel")])

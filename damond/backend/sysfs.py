@@ -28,6 +28,7 @@ from damond.sysfs.io import Session, SysfsIO, SysfsWorker
 from damond.sysfs.topology import Topology, read_topology
 
 FIRST_MEASURE_WAIT_S = 0.2
+ARM_MARGIN_S = 0.2
 ADOPT_SKIP = ("/current_value",)
 """Goal values an adopted kdamond keeps: the last fed measurement, not a neutral one."""
 
@@ -213,8 +214,32 @@ class SysfsBackend:
         topo = await self._topology(force=True)
         self._check_nodes(ctx, topo)
         lay = self._layout(ctx, topo)
-        state = await self.worker.call(lambda s: self._start_job(s, ctx, lay, topo))
+        staged = self._staged_layout(ctx, topo)
+        state = await self.worker.call(lambda s: self._start_job(s, ctx, lay, topo, staged))
         self._contexts[ctx.name] = state
+        if state.layout is not lay:
+            working = ctx.schemes[tree.WORKING_SCHEME]
+            await asyncio.sleep(working.quota.reset_interval_ms / 1000 + ARM_MARGIN_S)
+
+            def arm(s: Session) -> None:
+                kd = self.kdamond_dir(state.slot)
+                changes = tree.apply(s, kd, lay.entries, ADOPT_SKIP)
+                self._command(s, state.slot, ctx.name, "commit", lay, changes)
+
+            await self.worker.call(arm)
+            state.layout = lay
+            self.log.info("working scheme armed", context=ctx.name, kdamond=state.slot)
+
+    def _staged_layout(self, ctx: model.Context, topo: Topology) -> tree.Layout | None:
+        """The layout to start with on kernels that apply no quota in a scheme's first
+        reset interval (before 7.1, where an unset effective quota means "unlimited"):
+        the working scheme starts as ``stat`` and gets its action by a commit once its
+        first quota window is in place. None where the kernel needs no staging."""
+        if self._features.goal_tuner:
+            return None
+        working = ctx.schemes[tree.WORKING_SCHEME]
+        harmless = replace(working, action=model.Action.STAT)
+        return self._layout(replace(ctx, schemes=(harmless, *ctx.schemes[1:])), topo)
 
     def _layout(self, ctx: model.Context, topo: Topology) -> tree.Layout:
         return tree.layout(
@@ -253,7 +278,12 @@ class SysfsBackend:
         )
 
     def _start_job(
-        self, s: Session, ctx: model.Context, lay: tree.Layout, topo: Topology
+        self,
+        s: Session,
+        ctx: model.Context,
+        lay: tree.Layout,
+        topo: Topology,
+        staged: tree.Layout | None,
     ) -> _Context:
         record = self._record
         assert record is not None
@@ -280,6 +310,7 @@ class SysfsBackend:
                 changed=[c.path for c in changes],
             )
         else:
+            lay = staged or lay
             changes = tree.apply(s, kd, lay.entries)
             self._verify(s, kd, ctx.name, lay)
             self._command(s, index, ctx.name, "on", lay, changes)

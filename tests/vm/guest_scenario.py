@@ -27,7 +27,7 @@ KD0 = ADMIN / "kdamonds/0"
 PY = sys.executable
 STATE_DIR = "/tmp/damond-state"
 CONFIG = "/tmp/damond.toml"
-LOG = "/tmp/damond.log"
+LOG = "/tmp/damond.log"  # main() moves it next to the result, for reading after the run
 
 
 def config(mode: str, target_bp: int) -> str:
@@ -105,7 +105,7 @@ def migrated_pages() -> int:
 
 def read(path: Path) -> str:
     """A sysfs file's value; EBUSY (DAMON's lock taken by damond) is retried."""
-    for _ in range(40):
+    for _ in range(200):
         try:
             return path.read_text().strip()
         except OSError as exc:
@@ -215,6 +215,7 @@ def converge(
     res["median_last10_bp"] = sorted(m for _, m in its[-10:])[len(its[-10:]) // 2] if its else None
     res["last_metric_bp"] = its[-1][1] if its else None
     res["errors"] = [e for e in log_events() if e.get("level") in ("error", "warning")][:5]
+    Path(f"{LOG}.{mode}").write_text(Path(LOG).read_text())
     hot0.kill()
     hot1.kill()
     if keep and damond.poll() is None:
@@ -327,7 +328,9 @@ def part(results: dict[str, Any], name: str, out: Path, fn: Any, *args: Any) -> 
 
 
 def main() -> int:
+    global LOG
     out = Path(sys.argv[1])
+    LOG = f"{out}.damond.log"
     results: dict[str, Any] = {"kernel": os.uname().release}
     part(results, "refuse", out, refuse)
     damond = part(results, "daemon", out, converge, "daemon", 6000, 60.0, True)
