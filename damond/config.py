@@ -414,6 +414,8 @@ class SysfsConfig(_Strict):
     nr_regions_min: PositiveInt = 10
     nr_regions_max: PositiveInt = 1_000
     topology_refresh_s: PositiveFloat = 10.0
+    measure_window_s: PositiveFloat = 3.0
+    """Eligible bytes are averaged over this many seconds of DAMON's apply intervals."""
 
 
 def _seed_contexts() -> tuple[ContextConfig, ...]:

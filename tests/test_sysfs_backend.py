@@ -186,7 +186,7 @@ async def test_snapshot_measures_eligible_bytes_per_node(
 ) -> None:
     m, k = fake
     m.hot_bytes = {0: 100 * MiB, 1: 300 * MiB}
-    b = backend(m, k, m.root.parent / "state")
+    b = backend(m, k, m.root.parent / "state", sysfs={"measure_window_s": 0.001})
     await b.open()
     await b.start_context(build_context(cfg()))
     snap = await b.snapshot("pull")
@@ -196,6 +196,19 @@ async def test_snapshot_measures_eligible_bytes_per_node(
     m.hot_bytes = {0: 250 * MiB, 1: 150 * MiB}
     snap = await b.snapshot("pull")
     assert dict(snap.eligible_bytes) == {0: 250 * MiB, 1: 150 * MiB}
+    await b.close()
+
+
+async def test_measurement_is_averaged_over_the_window(tmp_path: Path) -> None:
+    m, k = make_machine(tmp_path / "root", "6.18")
+    m.hot_bytes = {0: 100 * MiB, 1: 300 * MiB}
+    b = backend(m, k, tmp_path / "state", sysfs={"measure_window_s": 60})
+    await b.open()
+    await b.start_context(build_context(cfg()))
+    await b.snapshot("pull")
+    m.hot_bytes = {0: 200 * MiB, 1: 0}
+    snap = await b.snapshot("pull")
+    assert dict(snap.eligible_bytes) == {0: 150 * MiB, 1: 150 * MiB}
     await b.close()
 
 

@@ -23,6 +23,7 @@ from damond.backend.base import BackendError, EnvironmentRefused, SchemeStats, S
 from damond.config import Settings, SysfsConfig
 from damond.damonspec import build_context
 from damond.sysfs import ownership, tree
+from damond.sysfs.eligible import CounterWindow, ValueWindow
 from damond.sysfs.features import Features, probe, probe_by_presence
 from damond.sysfs.io import Session, SysfsIO, SysfsWorker
 from damond.sysfs.topology import Topology, read_topology
@@ -40,8 +41,8 @@ class _Context:
     layout: tree.Layout
     topo: Topology
     pid: int
-    last_sz: dict[int, int] = field(default_factory=dict)
-    last_nr: dict[int, int] = field(default_factory=dict)
+    counters: dict[int, CounterWindow] = field(default_factory=dict)
+    readings: dict[int, ValueWindow] = field(default_factory=dict)
     eligible: dict[int, int] = field(default_factory=dict)
 
 
@@ -319,11 +320,15 @@ class SysfsBackend:
         slot.context, slot.pid = ctx.name, pid
         ownership.save_record(self.record_path, record)
         state = _Context(ctx=ctx, slot=index, layout=lay, topo=topo, pid=pid)
-        if self._features.nr_snapshots:
-            for i, nid in enumerate(lay.stat_nodes):
+        window = self.cfg.measure_window_s
+        now = time.monotonic()
+        for i, nid in enumerate(lay.stat_nodes):
+            state.counters[nid] = CounterWindow(window)
+            state.readings[nid] = ValueWindow(window)
+            if self._features.nr_snapshots:
                 stats = kd / tree.scheme_dir(i + 1) / "stats"
-                state.last_sz[nid] = s.read_int(stats / "sz_tried")
-                state.last_nr[nid] = s.read_int(stats / "nr_snapshots")
+                sz, nr = s.read_int(stats / "sz_tried"), s.read_int(stats / "nr_snapshots")
+                state.counters[nid].add(now, sz, nr)
         return state
 
     def _verify(
@@ -474,15 +479,14 @@ class SysfsBackend:
             for i, nid in enumerate(c.layout.stat_nodes):
                 stats = kd / tree.scheme_dir(i + 1) / "stats"
                 sz, nr = s.read_int(stats / "sz_tried"), s.read_int(stats / "nr_snapshots")
-                d_nr = nr - c.last_nr.get(nid, 0)
-                if d_nr > 0:
-                    c.eligible[nid] = max(0, sz - c.last_sz.get(nid, 0)) // d_nr
-                    c.last_sz[nid], c.last_nr[nid] = sz, nr
+                average = c.counters[nid].add(time.monotonic(), sz, nr)
+                if average is not None:
+                    c.eligible[nid] = average
         else:
             s.write(kd / "state", "update_schemes_tried_bytes")
             for i, nid in enumerate(c.layout.stat_nodes):
                 path = kd / tree.scheme_dir(i + 1) / "tried_regions" / "total_bytes"
-                c.eligible[nid] = s.read_int(path)
+                c.eligible[nid] = c.readings[nid].add(time.monotonic(), s.read_int(path))
         working = kd / tree.scheme_dir(tree.WORKING_SCHEME)
         effective = 0
         if self._features.effective_bytes:
