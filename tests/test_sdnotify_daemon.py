@@ -54,7 +54,8 @@ def test_ready_only_after_every_context_completed_its_first_iteration(
     firsts = {line.record["context"]: line for line in daemon.events("first iteration")}
     assert set(firsts) == {"node0", "node1"}
     assert firsts["node1"].t - firsts["node0"].t > 1.0  # node1 really was late
-    assert ready.t >= firsts["node1"].t
+    # the datagram and the log line arrive on different channels: allow for their race
+    assert ready.t >= firsts["node1"].t - 0.05
     assert ready.fields["READY"] == "1"
     assert ready.fields["STATUS"].startswith("2/2 contexts up; goal error node0 ")
     assert daemon.messages_with("READY") == [ready]  # once, and nothing before it
