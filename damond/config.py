@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
@@ -511,20 +511,29 @@ def format_loc(loc: Sequence[str | int]) -> str:
 _PLAIN_INPUT = (str, int, float, bool)
 
 
-def _describe_error(err: Mapping[str, Any]) -> str:
+def _plain_repr(value: object) -> str | None:
+    return repr(value) if isinstance(value, _PLAIN_INPUT) else None
+
+
+def describe_error(
+    err: Mapping[str, Any],
+    describe_input: Callable[[object], str | None] = _plain_repr,
+) -> str:
+    """One pydantic error as a reason an operator reads, ending in what was given.
+
+    ``describe_input`` says how the rejected value is shown (None: not at all).
+    """
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
-    msg: str = err["msg"]
+    msg = str(err["msg"])
     if "got " in msg:
         return msg
     msg = msg[0].lower() + msg[1:]
-    value = err.get("input")
-    if isinstance(value, _PLAIN_INPUT):
-        msg += f", got {value!r}"
-    return msg
+    got = describe_input(err.get("input"))
+    return msg if got is None else f"{msg}, got {got}"
 
 
 def _pydantic_errors(exc: ValidationError) -> list[str]:
@@ -533,7 +542,7 @@ def _pydantic_errors(exc: ValidationError) -> list[str]:
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         # union members show up as extra loc parts ("int", "literal['interleave']")
         loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"int", "str"}))]
-        lines.append(f"{format_loc(loc)}: {_describe_error(err)}")
+        lines.append(f"{format_loc(loc)}: {describe_error(err)}")
     return sorted(set(lines), key=lines.index)
 
 

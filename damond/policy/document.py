@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
-from damond.config import BasisPoints, format_loc
+from damond.config import BasisPoints, describe_error, format_loc
 
 MAX_GENERATION = 2**63 - 1
 
@@ -118,24 +118,19 @@ def peek_identity(payload: bytes) -> tuple[str | None, int | None]:
 
 
 def _describe(err: Mapping[str, Any]) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "missing":
-        return "required field is missing"
-    value = err.get("input")
-    if kind in ("model_type", "dict_type"):
-        return f"must be a JSON object, got {_json_type(value)}"
-    msg = str(err["msg"])
-    if "got " in msg:
-        return msg
-    msg = msg[0].lower() + msg[1:]
+    if err["type"] in ("model_type", "dict_type"):
+        return f"must be a JSON object, got {_json_type(err.get('input'))}"
+    return describe_error(err, _describe_payload_value)
+
+
+def _describe_payload_value(value: object) -> str:
+    """A value from an untrusted payload, kept short."""
     if isinstance(value, str) and len(value) > 40:
-        return f"{msg}, got a string of {len(value)} characters"
+        return f"a string of {len(value)} characters"
     if isinstance(value, bool | int | float | str):
         text = repr(value)
-        return f"{msg}, got {text if len(text) <= 40 else text[:37] + '...'}"
-    return f"{msg}, got {_json_type(value)}"
+        return text if len(text) <= 40 else text[:37] + "..."
+    return _json_type(value)
 
 
 def _loc(parts: Sequence[str | int]) -> str:
