@@ -70,6 +70,19 @@ def backoff_delay(failures: int, cap_s: float, rng: random.Random) -> float:
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+def _raise_dropped_cancellation() -> None:
+    """Re-raise a cancellation that an aiomqtt call returned over.
+
+    aiomqtt bounds its calls with ``asyncio.wait_for``, which on Python 3.11
+    returns the call's result and drops the cancellation when both arrive in one
+    loop iteration (a PUBACK as the daemon shuts down); the task would then run on
+    and the shutdown wait for it forever. The task's pending cancel count survives.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
@@ -136,7 +149,10 @@ class PolicyChannel:
             self._connected_once = False
             error = "connection closed"
             try:
-                await self._session()
+                # each session on a task of its own: on Python 3.11 a TaskGroup ended by
+                # an error leaves its abort counted as a cancel request on its task, which
+                # _raise_dropped_cancellation would read as a shutdown in the next session
+                await asyncio.create_task(self._session(), name="mqtt-session")
             except* (aiomqtt.MqttError, CredentialsError, OSError) as group:
                 error = "; ".join(str(e) or type(e).__name__ for e in group.exceptions)
             except* Exception as group:
@@ -183,6 +199,7 @@ class PolicyChannel:
             **options,
         )
         async with client:
+            _raise_dropped_cancellation()
             self._connected_once = True
             self._client = client
             self.metrics.mqtt_connected(True)
@@ -194,8 +211,10 @@ class PolicyChannel:
             )
             try:
                 await client.subscribe([(topic, 1) for topic in self._policy_topics])
+                _raise_dropped_cancellation()
                 # online only once subscribed: a policy sent on seeing it is not missed
                 await client.publish(self._online_topic, b"true", qos=1, retain=True)
+                _raise_dropped_cancellation()
                 inbox: CoalescingInbox[Scope, bytes] = CoalescingInbox(
                     TokenBucket(self.cfg.rate_limit_per_s)
                 )
@@ -269,6 +288,7 @@ class PolicyChannel:
             )
         payload = json.dumps(ack.to_json(), separators=(",", ":")).encode()
         await client.publish(self._ack_topic, payload, qos=1)
+        _raise_dropped_cancellation()
 
     def _ack(
         self,
@@ -370,5 +390,7 @@ class PolicyChannel:
             self._state_changed.clear()
             payload = json.dumps(self.state_report(), separators=(",", ":")).encode()
             await client.publish(self._state_topic, payload, qos=1, retain=True)
+            _raise_dropped_cancellation()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._state_changed.wait(), self.cfg.state_interval_s)
+                async with asyncio.timeout(self.cfg.state_interval_s):
+                    await self._state_changed.wait()

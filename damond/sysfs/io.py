@@ -120,7 +120,10 @@ class SysfsWorker:
         future = loop.run_in_executor(self._pool, job, self.session)
         limit = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return await asyncio.wait_for(future, limit)
+            # not asyncio.wait_for: on Python 3.11 it returns the result of a job that
+            # finishes as a cancellation arrives and drops the cancellation
+            async with asyncio.timeout(limit):
+                return await future
         except TimeoutError:
             raise BackendError(f"sysfs operation timed out after {limit:.1f} s") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from damond.config import load_settings
+from damond.policy.channel import PolicyChannel
 from damond.policy.signing import sign
-from damond.policy.store import STATE_FILE
+from damond.policy.store import STATE_FILE, PolicyStore
 from tests.mqtt_policy.support import Broker, Host, Watcher
 
 ACK = "damond/hosts/h1/ack"
@@ -273,4 +276,52 @@ async def test_online_flag_and_offline_on_shutdown(broker: Broker, tmp_path: Pat
     async with Watcher(broker.port, online) as w:
         async with Host(tmp_path, broker.port):
             assert await w.next(online) is True
+        assert await w.next(online) is False
+
+
+async def test_a_shutdown_arriving_with_a_puback_still_stops_the_channel(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The cancellation lands in the loop iteration in which a state report's PUBACK
+    is processed: the channel must still stop (and say offline), not run on."""
+    online = "damond/hosts/h1/online"
+    settings = load_settings(
+        None,
+        {
+            "state_dir": tmp_path,
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "host_id": "h1",
+                "state_interval_s": 0.1,
+            },
+        },
+    )
+    channel = PolicyChannel(
+        settings.mqtt,
+        PolicyStore.load(tmp_path, None),
+        settings.contexts,
+        lambda contexts: None,
+        dict,
+        lambda node: 1 << 40,
+    )
+    async with Watcher(broker.port, online) as w:
+        run = asyncio.create_task(channel.run())
+        assert await w.next(online) is True
+        assert channel._client is not None
+        paho = channel._client._client  # the PUBACK callback is paho's
+        confirm = paho.on_publish
+        assert confirm is not None
+
+        def confirm_then_shut_down(*args: Any) -> None:
+            confirm(*args)
+            run.cancel()
+
+        paho.on_publish = confirm_then_shut_down
+        try:
+            done, _ = await asyncio.wait([run], timeout=5)
+            assert run in done, "the channel ran on after its cancellation"
+        finally:
+            run.cancel()
+        assert run.cancelled()
         assert await w.next(online) is False
