@@ -416,6 +416,9 @@ class SysfsConfig(_Strict):
     topology_refresh_s: PositiveFloat = 10.0
     measure_window_s: PositiveFloat = 3.0
     """Eligible bytes are averaged over this many seconds of DAMON's apply intervals."""
+    warmup_aggregations: NonNegativeInt = 10
+    """Aggregation intervals after a kdamond starts before its measurements count: its
+    first regions are coarse, and a coarse region with any access counts whole."""
 
 
 def _seed_contexts() -> tuple[ContextConfig, ...]:

@@ -163,11 +163,13 @@ class ContextLoop:
                 metric_bp=metric,
                 target_bp=cfg.goal.target_bp,
                 mode=cfg.mode.value,
+                eligible_bytes=snap.eligible_bytes,
             )
         else:
             self.log.debug(
                 "iteration",
                 metric_bp=metric,
+                eligible_bytes=snap.eligible_bytes,
                 quota_bytes=status.quota_bytes,
                 effective_quota_bytes=snap.effective_quota_bytes,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -199,16 +200,51 @@ async def test_snapshot_measures_eligible_bytes_per_node(
     await b.close()
 
 
-async def test_measurement_is_averaged_over_the_window(tmp_path: Path) -> None:
-    m, k = make_machine(tmp_path / "root", "6.18")
+async def test_a_fresh_kdamond_is_measured_only_after_its_warm_up(
+    fake: tuple[FakeMachine, FakeKernel],
+) -> None:
+    m, k = fake
+    m.hot_bytes = {0: 900 * MiB, 1: 100 * MiB}  # what DAMON's first, coarse regions show
+    # a 100 ms quota window keeps 6.18's staged start (one window) inside the warm-up
+    ctx = pull_context(scheme={"target_nid": 0, "quota": {"reset_interval_ms": 100}})
+    warmup = {"warmup_aggregations": 1, "measure_window_s": 0.5}  # aggr_us: 1 s
+    b = backend(m, k, m.root.parent / "state", contexts=[ctx], sysfs=warmup)
+    await b.open()
+    started = time.monotonic()
+
+    async def adapted() -> None:
+        await asyncio.sleep(0.6)
+        m.hot_bytes = {0: 100 * MiB, 1: 300 * MiB}
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(adapted())
+        await b.start_context(build_context(ContextConfig.model_validate(ctx)))
+        assert time.monotonic() - started < 0.6
+        snap = await b.snapshot("pull")
+    # the first measurement is a whole window of readings taken after the warm-up
+    assert dict(snap.eligible_bytes) == {0: 100 * MiB, 1: 300 * MiB}
+    assert snap.time_s - started >= 1.5
+    await b.close()
+
+
+async def test_measurement_is_averaged_over_the_window(
+    fake: tuple[FakeMachine, FakeKernel],
+) -> None:
+    m, k = fake
     m.hot_bytes = {0: 100 * MiB, 1: 300 * MiB}
-    b = backend(m, k, tmp_path / "state", sysfs={"measure_window_s": 60})
+    b = backend(m, k, m.root.parent / "state", sysfs={"measure_window_s": 1.0})
     await b.open()
     await b.start_context(build_context(cfg()))
-    await b.snapshot("pull")
-    m.hot_bytes = {0: 200 * MiB, 1: 0}
     snap = await b.snapshot("pull")
-    assert dict(snap.eligible_bytes) == {0: 150 * MiB, 1: 150 * MiB}
+    assert dict(snap.eligible_bytes) == {0: 100 * MiB, 1: 300 * MiB}
+    m.hot_bytes = {0: 200 * MiB, 1: 0}
+    await asyncio.sleep(0.5)
+    snap = await b.snapshot("pull")  # readings of both states are in the window
+    assert 100 * MiB < snap.eligible_bytes[0] < 200 * MiB
+    assert 0 < snap.eligible_bytes[1] < 300 * MiB
+    await asyncio.sleep(1.1)
+    snap = await b.snapshot("pull")  # the old state has left the window
+    assert dict(snap.eligible_bytes) == {0: 200 * MiB, 1: 0}
     await b.close()
 
 

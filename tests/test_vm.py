@@ -68,6 +68,13 @@ def hot_moved(res: dict[str, Any]) -> int:
     return pages * 4096
 
 
+def workload_share_bp(pages: dict[str, dict[str, int]], node: int) -> int:
+    """Node ``node``'s share of both workloads' pages (from numa_maps), in bp."""
+    total = sum(n for per_node in pages.values() for n in per_node.values())
+    on_node = sum(per_node.get(str(node), 0) for per_node in pages.values())
+    return on_node * 10000 // max(1, total)
+
+
 def test_daemon_mode_pulls_hot_pages_to_the_target(guest: dict[str, Any]) -> None:
     res = part(guest, "daemon")
     moved = hot_moved(res) // 4096
@@ -79,8 +86,14 @@ def test_daemon_mode_pulls_hot_pages_to_the_target(guest: dict[str, Any]) -> Non
     )
     assert moved * 4096 >= 16 << 20
     assert res["migrated_bytes"] >= 16 << 20
-    assert res["first_metric_bp"] < 5800
-    assert res["time_to_2pct_s"] is not None, res["iterations"]
+    assert workload_share_bp(res["before"], 0) < 3000  # the hot pages start mostly on node 1
+    reached = res["time_to_2pct_s"]
+    assert reached is not None, res["iterations"]
+    # damond saw the low start before it reached the band; not necessarily in its very
+    # first reading: under TCG a workload starved of CPU for an aggregation interval
+    # looks cold to DAMON, and one such reading tells nothing about damond
+    seen_before = [m for t, m in res["iterations"] if t < reached]
+    assert seen_before and min(seen_before) < 5800, res["iterations"]
     # it stays near the target: the measurement is coarse (DAMON regions) and a pull
     # context cannot undo an overshoot, so the band is wider than the ±2 % first reached
     assert abs(res["median_last10_bp"] - 6000) <= 1200, res["iterations"]

@@ -44,6 +44,8 @@ class _Context:
     counters: dict[int, CounterWindow] = field(default_factory=dict)
     readings: dict[int, ValueWindow] = field(default_factory=dict)
     eligible: dict[int, int] = field(default_factory=dict)
+    measure_from: float = 0.0
+    """Monotonic time from which the kdamond's measurements count (after its warm-up)."""
 
 
 def feature_problems(ctx: model.Context, f: Features, kernel: str) -> list[str]:
@@ -319,17 +321,25 @@ class SysfsBackend:
             self.log.info("kdamond on", context=ctx.name, kdamond=index, pid=pid)
         slot.context, slot.pid = ctx.name, pid
         ownership.save_record(self.record_path, record)
-        state = _Context(ctx=ctx, slot=index, layout=lay, topo=topo, pid=pid)
+        warmup_s = 0.0 if running else self.warmup_s(ctx)
+        state = _Context(
+            ctx=ctx,
+            slot=index,
+            layout=lay,
+            topo=topo,
+            pid=pid,
+            measure_from=time.monotonic() + warmup_s,
+        )
         window = self.cfg.measure_window_s
-        now = time.monotonic()
-        for i, nid in enumerate(lay.stat_nodes):
+        for nid in lay.stat_nodes:
             state.counters[nid] = CounterWindow(window)
             state.readings[nid] = ValueWindow(window)
-            if self._features.nr_snapshots:
-                stats = kd / tree.scheme_dir(i + 1) / "stats"
-                sz, nr = s.read_int(stats / "sz_tried"), s.read_int(stats / "nr_snapshots")
-                state.counters[nid].add(now, sz, nr)
         return state
+
+    def warmup_s(self, ctx: model.Context) -> float:
+        """How long a fresh kdamond of ``ctx`` is not measured: DAMON starts from the
+        given regions and splits them once per aggregation interval."""
+        return self.cfg.warmup_aggregations * ctx.intervals.aggr_us / 1e6
 
     def _verify(
         self,
@@ -449,13 +459,20 @@ class SysfsBackend:
     async def snapshot(self, name: str) -> Snapshot:
         c = self._get(name)
         await self._follow_topology(c)
-        # The first measurement needs one refresh of the stats after the start.
+        # The first measurement is a whole window of readings after the warm-up: one
+        # reading is one aggregation interval's view, too noisy to act on.
+        full_window_at = c.measure_from + self.cfg.measure_window_s
         refresh_s = self.cfg.refresh_ms / 1000 if self._features.refresh_ms else 0.0
-        deadline = time.monotonic() + 2 * max(c.ctx.intervals.aggr_us / 1e6, refresh_s) + 1.0
+        deadline = (
+            max(time.monotonic(), full_window_at)
+            + 2 * max(c.ctx.intervals.aggr_us / 1e6, refresh_s)
+            + 1.0
+        )
         while True:
             snap = await self.worker.call(lambda s: self._snapshot_job(s, c))
+            now = time.monotonic()
             measured = all(n in c.eligible for n in c.layout.stat_nodes)
-            if measured or time.monotonic() >= deadline:
+            if (measured and now >= full_window_at) or now >= deadline:
                 return snap
             await asyncio.sleep(FIRST_MEASURE_WAIT_S)
 
@@ -475,18 +492,8 @@ class SysfsBackend:
         refreshed = self._features.refresh_ms and self.cfg.refresh_ms > 0
         if not refreshed:
             s.write(kd / "state", "update_schemes_stats")
-        if self._features.nr_snapshots:
-            for i, nid in enumerate(c.layout.stat_nodes):
-                stats = kd / tree.scheme_dir(i + 1) / "stats"
-                sz, nr = s.read_int(stats / "sz_tried"), s.read_int(stats / "nr_snapshots")
-                average = c.counters[nid].add(time.monotonic(), sz, nr)
-                if average is not None:
-                    c.eligible[nid] = average
-        else:
-            s.write(kd / "state", "update_schemes_tried_bytes")
-            for i, nid in enumerate(c.layout.stat_nodes):
-                path = kd / tree.scheme_dir(i + 1) / "tried_regions" / "total_bytes"
-                c.eligible[nid] = c.readings[nid].add(time.monotonic(), s.read_int(path))
+        if time.monotonic() >= c.measure_from:  # before, DAMON's regions are too coarse
+            self._measure(s, c, kd)
         working = kd / tree.scheme_dir(tree.WORKING_SCHEME)
         effective = 0
         if self._features.effective_bytes:
@@ -508,6 +515,21 @@ class SysfsBackend:
             effective_quota_bytes=effective,
             running=True,
         )
+
+    def _measure(self, s: Session, c: _Context, kd: Path) -> None:
+        """Add this moment's eligible bytes per node to their windows."""
+        if self._features.nr_snapshots:
+            for i, nid in enumerate(c.layout.stat_nodes):
+                stats = kd / tree.scheme_dir(i + 1) / "stats"
+                sz, nr = s.read_int(stats / "sz_tried"), s.read_int(stats / "nr_snapshots")
+                average = c.counters[nid].add(time.monotonic(), sz, nr)
+                if average is not None:
+                    c.eligible[nid] = average
+        else:
+            s.write(kd / "state", "update_schemes_tried_bytes")
+            for i, nid in enumerate(c.layout.stat_nodes):
+                path = kd / tree.scheme_dir(i + 1) / "tried_regions" / "total_bytes"
+                c.eligible[nid] = c.readings[nid].add(time.monotonic(), s.read_int(path))
 
     async def set_quota(self, name: str, quota_bytes: int) -> None:
         c = self._get(name)
