@@ -14,7 +14,24 @@ _LEVELS = {
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
+    "critical": logging.CRITICAL,
 }
+
+_threshold = logging.INFO
+"""Events below this level are dropped; a reload may change it (loggers bound earlier too)."""
+
+
+def set_log_level(level: str) -> None:
+    global _threshold
+    _threshold = _LEVELS[level]
+
+
+def _drop_below_threshold(
+    logger: object, method_name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    if _LEVELS.get(str(event_dict.get("level")), logging.CRITICAL) < _threshold:
+        raise structlog.DropEvent
+    return event_dict
 
 
 class _ResilientPrintLogger(structlog.PrintLogger):
@@ -37,9 +54,11 @@ class _ResilientLoggerFactory:
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
     out = stream if stream is not None else sys.stdout
+    set_log_level(level)
     processors: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        _drop_below_threshold,
+        structlog.contextvars.merge_contextvars,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if out.isatty():
@@ -48,7 +67,8 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        # the level is filtered by _drop_below_threshold, so that a reload can change it
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=_ResilientLoggerFactory(out),
         cache_logger_on_first_use=False,
     )

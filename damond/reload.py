@@ -19,13 +19,14 @@ from typing import Any
 import structlog
 
 from damond.config import ConfigError, ContextConfig, Settings, config_path, load_settings
+from damond.logsetup import set_log_level
 from damond.sdnotify import Notifier
 from damond.supervisor import Supervisor
 
 EffectiveContexts = Callable[[Sequence[ContextConfig]], list[ContextConfig]]
 """Turns the configured contexts into the ones to run (e.g. with policies applied)."""
 
-ONLINE_SETTINGS = frozenset({"contexts"})
+ONLINE_SETTINGS = frozenset({"contexts", "log_level"})
 """Top-level settings a reload applies; every other one is read only at start."""
 
 log = structlog.get_logger("damond.reload")
@@ -137,7 +138,12 @@ class Reloader:
             {name: loop.cfg for name, loop in self.supervisor.loops.items()}, contexts
         )
         self.supervisor.apply_contexts(contexts)
-        self.supervisor.settings = running.model_copy(update={"contexts": tuple(contexts)})
+        if new.log_level != running.log_level:
+            set_log_level(new.log_level)
+            log.info("log level changed", old=running.log_level, new=new.log_level)
+        self.supervisor.settings = running.model_copy(
+            update={"contexts": tuple(contexts), "log_level": new.log_level}
+        )
         log.info(
             "configuration reloaded",
             unchanged=changes.unchanged,

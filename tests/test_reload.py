@@ -34,9 +34,13 @@ def test_sighup_applies_a_changed_target_and_rejects_an_invalid_file(tmp_path: P
         daemon.wait_message("READY")
         daemon.wait_until("a few iterations", lambda: daemon._now() > 1.5)
 
-        config.write_text(INTERVAL + two_contexts(node0_target=5000))
+        assert not daemon.events("iteration")  # debug lines: not at the default level
+        config.write_text('log_level = "debug"\n' + INTERVAL + two_contexts(node0_target=5000))
         daemon.signal(signal.SIGHUP)
         reloaded = daemon.wait_event("configuration reloaded")
+        assert daemon.events("log level changed")[0].record["new"] == "debug"
+        daemon.wait_event("iteration")  # from loops bound to their logger long before
+        assert not daemon.events("changed settings take effect only after a restart")
         assert reloaded.record["changed"] == ["node0"]
         assert reloaded.record["unchanged"] == ["node1"]
         assert reloaded.record["added"] == reloaded.record["removed"] == []
@@ -47,7 +51,10 @@ def test_sighup_applies_a_changed_target_and_rejects_an_invalid_file(tmp_path: P
         assert reconfigured.record["target_bp"] == 5000
 
         config.write_text(
-            INTERVAL + two_contexts(node0_target=5000, node1_target=12000) + "colour = 'blue'\n"
+            'log_level = "debug"\n'
+            + INTERVAL
+            + two_contexts(node0_target=5000, node1_target=12000)
+            + "colour = 'blue'\n"
         )
         daemon.signal(signal.SIGHUP)
         rejected = daemon.wait_event("reload rejected; the running configuration stays")
@@ -182,7 +189,7 @@ def test_restart_only_changes_ignore_what_reload_applies() -> None:
         on_exit="leave",
         mqtt={"port": 1884},
     )
-    assert restart_only_changes(base, changed) == ["backend", "log_level", "on_exit", "mqtt.port"]
+    assert restart_only_changes(base, changed) == ["backend", "on_exit", "mqtt.port"]
 
 
 def test_context_changes_classify_by_name_and_content() -> None:
