@@ -12,7 +12,7 @@ from typing import Any
 
 from damond import __version__
 from damond.backend.base import BackendError, EnvironmentRefused
-from damond.config import ConfigError, Settings, config_path, load_settings
+from damond.config import ConfigError, MqttConfig, Settings, config_path, load_settings
 from damond.logsetup import configure_logging
 
 EXIT_OK = 0
@@ -116,11 +116,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_mqtt_files(cfg: MqttConfig) -> None:
+    """Read the files the policy channel loads only at run time, outside the
+    config's validation (policy keys, the broker password), and raise every problem."""
+    from damond.policy.broker import CredentialsError, read_password
+    from damond.policy.signing import configured_keys
+
+    errors: list[str] = []
+    try:
+        configured_keys(cfg)
+    except ConfigError as exc:
+        errors += exc.errors
+    if cfg.username is not None and cfg.password_file is not None:
+        try:
+            read_password(cfg.password_file)
+        except CredentialsError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ConfigError(errors)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from damond.daemon import make_backend
 
     settings = _load(args)
     configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
+    if settings.mqtt.enabled:
+        _check_mqtt_files(settings.mqtt)
     backend = make_backend(settings)
 
     async def probe() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -137,3 +139,41 @@ async def test_an_unusable_policy_key_is_a_config_error(tmp_path: Path) -> None:
     assert await asyncio.to_thread(daemon.proc.wait, 30) == 2
     log = daemon.log_path.read_text()
     assert f"mqtt.policy_keys[0]: {bad}: not a PEM public key" in log
+    # `damond check` finds it before a start does
+    check = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "damond", "check", "-c", str(daemon.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 2, check.stdout
+    assert f"mqtt.policy_keys[0]: {bad}: not a PEM public key" in check.stderr
+
+
+def test_check_lists_every_unusable_mqtt_file(tmp_path: Path) -> None:
+    bad_key = tmp_path / "key.pem"
+    bad_key.write_text("not a key\n")
+    missing_password = tmp_path / "absent-password"
+    config = tmp_path / "damond.toml"
+    config.write_text(
+        daemon_toml(
+            tmp_path / "state",
+            1883,
+            {
+                "policy_keys": [bad_key],
+                "username": "h1",
+                "password_file": missing_password,
+            },
+        )
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "damond", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 2, check.stdout
+    assert "invalid configuration (2 errors)" in check.stderr
+    assert f"mqtt.policy_keys[0]: {bad_key}: not a PEM public key" in check.stderr
+    assert f"mqtt.password_file {missing_password}: cannot read: No such file" in check.stderr
