@@ -24,6 +24,9 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
 HEALTHY_RUN_S = 60.0
 """A loop that ran this long before failing starts its backoff from the base again."""
+SLOW_STOP_REPORT_S = 5.0
+"""A shutdown still waiting for tasks after this long names them in the journal,
+well before systemd's TimeoutStopSec (30 s) ends it with SIGKILL."""
 
 Service = Callable[[], Coroutine[Any, Any, None]]
 
@@ -48,6 +51,7 @@ class Supervisor:
         """When each loop last (re)started; None while it waits out a backoff."""
         self._leave_running = False
         self._tg: asyncio.TaskGroup | None = None
+        self.slow_stop_report_s = SLOW_STOP_REPORT_S
         self.log = structlog.get_logger("damond.supervisor")
 
     @property
@@ -82,24 +86,41 @@ class Supervisor:
     async def run(self) -> None:
         """Run until :meth:`stop`; backend errors at open propagate to the caller."""
         await self.backend.open()
+        slow_stop: asyncio.TimerHandle | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for ctx in self.settings.contexts:
                     self._start(ctx)
-                service_tasks = [tg.create_task(svc()) for svc in self.services]
+                service_tasks = [
+                    tg.create_task(svc(), name=getattr(svc, "__qualname__", repr(svc)))
+                    for svc in self.services
+                ]
                 await self.stop_event.wait()
                 self._leave_running = self.settings.on_exit == "leave"
                 self.log.info("stopping", on_exit=self.settings.on_exit)
-                for task in (*self._tasks.values(), *service_tasks):
+                stopping = [*self._tasks.values(), *service_tasks]
+                for task in stopping:
                     task.cancel()
+                slow_stop = asyncio.get_running_loop().call_later(
+                    self.slow_stop_report_s, self._report_slow_stop, stopping
+                )
         finally:
+            if slow_stop is not None:
+                slow_stop.cancel()
             self._tg = None
             await self.backend.close()
         self.log.info(
             "stopped",
             iterations={name: loop.status.iterations for name, loop in self.loops.items()},
         )
+
+    def _report_slow_stop(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+        waiting = sorted(task.get_name() for task in tasks if not task.done())
+        if waiting:
+            self.log.warning(
+                "shutdown still waiting for tasks", tasks=waiting, after_s=self.slow_stop_report_s
+            )
 
     def apply_contexts(self, contexts: Sequence[ContextConfig]) -> None:
         """Make the running contexts match ``contexts``, synchronously and as a whole.

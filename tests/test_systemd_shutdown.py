@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+import structlog.testing
 
 from damond.backend.simulated import SimBackend
 from damond.config import Settings
@@ -68,3 +69,43 @@ def test_sigterm_exits_0_promptly(tmp_path: Path, on_exit: str) -> None:
             daemon.proc.kill()
     assert daemon.wait_event("stopping").record["on_exit"] == on_exit
     assert [m.fields for m in daemon.messages_with("STOPPING")] == [{"STOPPING": "1"}]
+
+
+async def test_a_shutdown_held_up_names_the_task_it_waits_for() -> None:
+    """A task that does not end when cancelled is named in the journal, so that the
+    operator learns what held the stop up before systemd's SIGKILL ends it."""
+    settings = Settings(interval_s=0.1)
+    start = time.monotonic()
+    backend = SimBackend(settings.simulation, settings.contexts, lambda: time.monotonic() - start)
+    release = asyncio.Event()
+
+    async def stubborn_service() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await release.wait()
+            raise
+
+    supervisor = Supervisor(settings, backend, services=[stubborn_service])
+    supervisor.slow_stop_report_s = 0.2
+    with structlog.testing.capture_logs() as logs:
+        async with asyncio.TaskGroup() as tg:
+            run = tg.create_task(supervisor.run())
+            for _ in range(250):
+                if supervisor.loops and supervisor.all_iterated:
+                    break
+                await asyncio.sleep(0.02)
+            supervisor.stop()
+            try:
+                for _ in range(40):
+                    if any(e["event"] == "shutdown still waiting for tasks" for e in logs):
+                        break
+                    await asyncio.sleep(0.05)
+                assert not run.done()
+            finally:
+                release.set()
+    [report] = [e for e in logs if e["event"] == "shutdown still waiting for tasks"]
+    assert report["tasks"] == [
+        "test_a_shutdown_held_up_names_the_task_it_waits_for.<locals>.stubborn_service"
+    ]
+    assert report["log_level"] == "warning"
