@@ -14,7 +14,6 @@ _LEVELS = {
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
-    "critical": logging.CRITICAL,
 }
 
 _threshold = logging.INFO

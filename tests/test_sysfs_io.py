@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from damond.backend.base import BackendError
 from damond.sysfs.io import Session, SysfsIO, SysfsWorker
 
 
@@ -45,7 +46,7 @@ async def test_a_job_over_its_time_limit_is_a_backend_error(tmp_path: Path) -> N
         asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
 
     try:
-        with pytest.raises(Exception, match=r"sysfs operation timed out after 0\.1 s"):
+        with pytest.raises(BackendError, match=r"sysfs operation timed out after 0\.1 s"):
             await worker.call(job, timeout_s=0.1)
     finally:
         release.set()
