@@ -27,7 +27,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from damond.backend.simulated import SimBackend
+from damond.backend.simulated.backend import SimBackend
 from damond.config import (
     ContextConfig,
     GoalConfig,
@@ -35,11 +35,11 @@ from damond.config import (
     SchemeConfig,
     Settings,
 )
-from damond.exporter import DaemonMetrics
-from damond.feasibility import GoalArbiter
-from damond.logsetup import configure_logging
-from damond.loop import ContextLoop, ContextStatus
-from damond.metrics_http import MetricsEndpoint
+from damond.control.arbiter import GoalArbiter
+from damond.metrics.endpoint import MetricsEndpoint
+from damond.metrics.exporter import DaemonMetrics
+from damond.runtime.logs import configure_logging
+from damond.runtime.loop import ContextLoop, ContextStatus
 
 SCRAPER = """
 import http.client, sys

@@ -24,9 +24,9 @@ from damond.config import (
     Settings,
     load_settings,
 )
-from damond.logsetup import configure_logging
-from damond.model import GoalTuner
-from damond.simulate import SimulationResult, run_simulation, time_to_goal
+from damond.model.damon import GoalTuner
+from damond.runtime.logs import configure_logging
+from damond.simulation.run import SimulationResult, run_simulation, time_to_goal
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from damond import __version__
-from damond.backend.base import BackendError, EnvironmentRefused
-from damond.config import ConfigError, MqttConfig, Settings, config_path, load_settings
-from damond.logsetup import configure_logging
+from damond.config import ConfigError, MqttConfig, Settings, config_path
+from damond.model.errors import BackendError, EnvironmentRefused
+from damond.runtime.configsource import ConfigSource, load_daemon_settings
+from damond.runtime.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -95,7 +96,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Settings:
-    return load_settings(config_path(args.config), _overrides(args))
+    return load_daemon_settings(config_path(args.config), _overrides(args))
 
 
 def _print_config_errors(exc: ConfigError) -> None:
@@ -106,8 +107,7 @@ def _print_config_errors(exc: ConfigError) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from damond.daemon import run_daemon
-    from damond.reload import ConfigSource
+    from damond.runtime.daemon import run_daemon
 
     source = ConfigSource(config_path(args.config), _overrides(args))
     settings = source.load()
@@ -137,7 +137,7 @@ def _check_mqtt_files(cfg: MqttConfig) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from damond.daemon import make_backend
+    from damond.runtime.daemon import make_backend
 
     settings = _load(args)
     configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
@@ -160,11 +160,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from damond import simulate
+    from damond.simulation import run as simulate
 
     overrides = _overrides(args)
     overrides["backend"] = "simulated"
-    settings = load_settings(config_path(args.config), overrides)
+    settings = load_daemon_settings(config_path(args.config), overrides)
     configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
     result = asyncio.run(simulate.run_simulation(settings, args.duration))
     print(simulate.format_summary(result))

@@ -1,7 +1,7 @@
 """A fake DAMON sysfs tree in a temp dir, with the kernel's write semantics.
 
 The tree is plain files (so it can be dumped and compared); :class:`FakeKernel`
-is the :class:`~damond.sysfs.io.SysfsIO` the backend writes through, and it
+is the :class:`~damond.backend.sysfs.io.SysfsIO` the backend writes through, and it
 behaves like the kernel where damond depends on it: ``nr_*`` writes destroy and
 recreate children, integers are parsed with base 0 (a leading 0 is octal),
 unknown keywords and bad booleans are EINVAL, read-only files refuse writes,
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from damond.sysfs.io import SysfsIO
+from damond.backend.sysfs.io import SysfsIO
 
 GiB = 1 << 30
 BLOCK = 128 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from damond.backend.sysfs import SysfsBackend
+from damond.backend.sysfs.backend import SysfsBackend
 from damond.config import Settings
 from tests.fakedamon import FakeKernel, FakeMachine
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import itertools
 
-from damond import model
 from damond.config import ContextConfig, ControllerConfig, GiB, GoalConfig, MiB, SchemeConfig
-from damond.controller import STEP_FLOOR_BYTES, DaemonController, default_lag_s
+from damond.control.controller import STEP_FLOOR_BYTES, DaemonController, default_lag_s
+from damond.model import damon as model
 
 CAP = {0: 20 * GiB, 1: 40 * GiB}
 

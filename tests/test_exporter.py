@@ -15,13 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from damond import __version__
-from damond.backend.base import SchemeStats, Snapshot
-from damond.backend.simulated import SimBackend
+from damond.backend.simulated.backend import SimBackend
 from damond.config import FaultConfig, Settings, SimulationConfig
-from damond.exporter import ITERATION_BUCKETS_S, DaemonMetrics
-from damond.feasibility import GoalArbiter
-from damond.loop import ContextLoop, ContextStatus
-from damond.supervisor import Supervisor
+from damond.control.arbiter import GoalArbiter
+from damond.metrics.exporter import ITERATION_BUCKETS_S, DaemonMetrics
+from damond.model.measurement import SchemeStats, Snapshot
+from damond.runtime.loop import ContextLoop, ContextStatus
+from damond.runtime.supervisor import Supervisor
 
 # docs/design.md, "Prometheus metrics": sample name -> label names.
 DESIGN_SAMPLES = {

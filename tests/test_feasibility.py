@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from damond.feasibility import Claim, GoalArbiter
+from damond.control.arbiter import Claim, GoalArbiter
 
 
 def claim(name: str, src: int, dst: int, demand: int, t: float = 0.0) -> Claim:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from damond.goalmetric import (
+from damond.control.goalmetric import (
     BP_SCALE,
     bytes_per_bp,
     goal_value_bp,

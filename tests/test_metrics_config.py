@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from damond.config import ConfigError, load_settings
-from damond.endpointauth import PasswordHash, hash_password
+from damond.config import ConfigError
+from damond.config.passwordhash import PasswordHash, hash_password
+from damond.runtime.configsource import load_daemon_settings as load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -12,15 +12,15 @@ from pathlib import Path
 import structlog
 
 from damond.config import ConfigError, ContextConfig, Settings
-from damond.daemon import make_backend
-from damond.reload import (
-    ConfigSource,
+from damond.runtime.configsource import ConfigSource
+from damond.runtime.daemon import make_backend
+from damond.runtime.reload import (
     Reloader,
     context_changes,
     restart_only_changes,
 )
-from damond.sdnotify import Notifier
-from damond.supervisor import Supervisor
+from damond.runtime.sdnotify import Notifier
+from damond.runtime.supervisor import Supervisor
 from tests.daemon_harness import Daemon, two_contexts
 
 INTERVAL = "interval_s = 0.2\n"

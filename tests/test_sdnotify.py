@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from damond.loop import ContextStatus
-from damond.sdnotify import Notifier, format_message, socket_address, watchdog_period_s
-from damond.service_notify import status_line
+from damond.runtime.loop import ContextStatus
+from damond.runtime.sdnotify import Notifier, format_message, socket_address, watchdog_period_s
+from damond.runtime.service_status import status_line
 
 
 @pytest.fixture

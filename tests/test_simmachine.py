@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from damond import model
+from damond.backend.simulated.machine import SimMachine
 from damond.config import GiB, MemorySetConfig, MiB, ShiftConfig, SimNodeConfig, SimulationConfig
-from damond.simmachine import SimMachine
+from damond.model import damon as model
 
 STEP = 1.0
 SAMPLES = 20

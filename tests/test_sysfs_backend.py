@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from damond.backend.base import Backend, BackendError, EnvironmentRefused
+from damond.backend.base import Backend
+from damond.backend.sysfs.ownership import RECORD_NAME
 from damond.config import ContextConfig
-from damond.damonspec import build_context
-from damond.sysfs.ownership import RECORD_NAME
+from damond.control.translation import build_context
+from damond.model.errors import BackendError, EnvironmentRefused
 from tests.fakedamon import BLOCK, FakeKernel, FakeMachine, dump, make_machine
 from tests.sysfs_support import backend, pull_context
 

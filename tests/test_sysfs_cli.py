@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from damond import cli
-from damond.backend import sysfs as sysfs_backend
+from damond.backend.sysfs import backend as sysfs_backend
 from tests.fakedamon import FakeKernel, FakeMachine, dump, make_machine
 
 

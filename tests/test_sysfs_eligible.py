@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from damond.sysfs.eligible import CounterWindow, ValueWindow
+from damond.backend.sysfs.eligible import CounterWindow, ValueWindow
 
 
 def test_counter_window_averages_per_snapshot_over_the_window() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from damond.backend.base import BackendError
-from damond.sysfs.io import Session, SysfsIO, SysfsWorker
+from damond.backend.sysfs.io import Session, SysfsIO, SysfsWorker
+from damond.model.errors import BackendError
 
 
 async def test_a_cancellation_arriving_as_a_job_finishes_is_not_dropped(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from typing import Literal
 import pytest
 import structlog.testing
 
-from damond.backend.simulated import SimBackend
+from damond.backend.simulated.backend import SimBackend
 from damond.config import Settings
-from damond.supervisor import Supervisor
+from damond.runtime.supervisor import Supervisor
 from tests.daemon_harness import Daemon, two_contexts
 
 

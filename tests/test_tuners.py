@@ -3,8 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from damond.model import GoalTuner
-from damond.tuners import (
+from damond.control.tuners import (
     GOAL_SCORE,
     MIN_INPUT,
     ULONG_MAX,
@@ -13,6 +12,7 @@ from damond.tuners import (
     next_effective_quota,
     temporal_next,
 )
+from damond.model.damon import GoalTuner
 
 
 def test_consist_starts_at_one_byte_and_doubles_while_nothing_is_achieved() -> None:

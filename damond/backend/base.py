@@ -1,50 +1,12 @@
-"""The interface every backend implements, and what it reports back."""
+"""The interface every backend implements."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
-from damond import model
-
-
-class BackendError(Exception):
-    """A backend operation failed; the context loop backs off and retries."""
-
-
-class EnvironmentRefused(Exception):
-    """This host cannot be driven (no DAMON, a foreign kdamond, no permission).
-
-    The daemon exits 3 with this message and has written nothing.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class SchemeStats:
-    """Cumulative scheme counters, as the kernel's ``stats/`` directory has them."""
-
-    nr_tried: int = 0
-    sz_tried: int = 0
-    nr_applied: int = 0
-    sz_applied: int = 0
-    qt_exceeds: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One measurement of a context, taken at ``time_s`` on the backend's clock."""
-
-    time_s: float
-    eligible_bytes: Mapping[int, int]
-    """Bytes matching the working scheme's access pattern, per node."""
-    capacity_bytes: Mapping[int, int]
-    stats: SchemeStats
-    quota_bytes: int
-    """The size quota damond last set (or the cap, in kernel and native modes)."""
-    effective_quota_bytes: int
-    """The size quota the kernel is using now (its tuner's output)."""
-    running: bool
+from damond.model import damon as model
+from damond.model.measurement import Snapshot
 
 
 class Backend(Protocol):

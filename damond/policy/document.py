@@ -16,7 +16,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
-from damond.config import BasisPoints, describe_error, format_loc
+from damond.config.fields import BasisPoints
+from damond.config.wording import describe_error, format_loc
 
 MAX_GENERATION = 2**63 - 1
 

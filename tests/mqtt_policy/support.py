@@ -19,11 +19,11 @@ from typing import Any
 import aiomqtt
 
 from damond.config import ContextConfig, GoalConfig, SchemeConfig, load_settings
-from damond.daemon import make_backend, node_capacity
 from damond.policy.channel import PolicyChannel
 from damond.policy.signing import configured_keys
 from damond.policy.store import PolicyStore
-from damond.supervisor import Supervisor
+from damond.runtime.daemon import make_backend, node_capacity
+from damond.runtime.supervisor import Supervisor
 from tests.tools import free_port, require_binary
 
 

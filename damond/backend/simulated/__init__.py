@@ -1,0 +1,1 @@
+"""The simulated backend: a tiered-memory machine with DAMON-like monitoring, in-process."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics: what is exported, how it is rendered and served, and health."""

@@ -1,0 +1,1 @@
+"""The running daemon: context loops, supervision, reload, systemd and logging."""

@@ -1,0 +1,148 @@
+"""Assembles the daemon: backend, supervisor, signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from damond.backend.base import Backend
+from damond.backend.simulated.backend import SimBackend
+from damond.backend.sysfs.backend import SysfsBackend
+from damond.config import ContextConfig, Settings
+from damond.metrics.endpoint import MetricsEndpoint
+from damond.metrics.exporter import DaemonMetrics
+from damond.model.errors import EnvironmentRefused
+from damond.policy.channel import PolicyChannel
+from damond.policy.merge import CapacityOf
+from damond.policy.signing import configured_keys
+from damond.policy.store import PolicyStore
+from damond.runtime.configsource import ConfigSource
+from damond.runtime.reload import EffectiveContexts, Reloader, configured_contexts
+from damond.runtime.sdnotify import Notifier, watchdog_period_s
+from damond.runtime.service_status import ServiceNotifications, no_mqtt_state
+from damond.runtime.supervisor import Supervisor
+
+
+def make_backend(settings: Settings) -> Backend:
+    if settings.backend == "simulated":
+        start = time.monotonic()
+        return SimBackend(settings.simulation, settings.contexts, lambda: time.monotonic() - start)
+    if settings.backend == "sysfs":
+        return SysfsBackend(settings)
+    raise EnvironmentRefused(f"unknown backend {settings.backend!r}")
+
+
+def node_capacity(settings: Settings, supervisor: Supervisor) -> CapacityOf:
+    """A node's capacity as last measured, else as the simulated machine defines it."""
+    simulated = (
+        {n.id: n.capacity_bytes for n in settings.simulation.nodes}
+        if settings.backend == "simulated"
+        else {}
+    )
+
+    def capacity_of(node: int) -> int | None:
+        for status in supervisor.statuses.values():
+            if status.snapshot is not None and node in status.snapshot.capacity_bytes:
+                return status.snapshot.capacity_bytes[node]
+        return simulated.get(node)
+
+    return capacity_of
+
+
+def _under_policies(channel: PolicyChannel) -> EffectiveContexts:
+    """On reload: the new configured contexts, with the accepted policies on top."""
+
+    def effective(base: Sequence[ContextConfig]) -> list[ContextConfig]:
+        channel.base_contexts = list(base)
+        return channel.effective_contexts()
+
+    return effective
+
+
+async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> None:
+    """Run until SIGTERM or SIGINT; raises EnvironmentRefused if the host cannot be driven.
+
+    ``source`` is where ``settings`` came from; SIGHUP re-reads it.
+    """
+    log = structlog.get_logger("damond")
+    backend = make_backend(settings)
+    metrics = DaemonMetrics(backend, mqtt_enabled=settings.mqtt.enabled)
+
+    # policy: accepted policies are loaded before anything runs, then applied on top
+    store: PolicyStore | None = None
+    running = settings
+    if settings.mqtt.enabled:
+        keys = configured_keys(settings.mqtt)
+        store = PolicyStore.load(settings.state_dir, settings.mqtt.group)
+        effective = tuple(store.effective_contexts(settings.contexts))
+        running = settings.model_copy(update={"contexts": effective})
+
+    supervisor = Supervisor(running, backend, observers=[metrics])
+    services = supervisor.services
+
+    # metrics: the exporter observes every iteration (above); the endpoint is a service
+    if settings.metrics.enabled:
+        endpoint = MetricsEndpoint(
+            settings.metrics, metrics, lambda: supervisor.statuses, settings.interval_s
+        )
+        services.append(endpoint.serve)
+
+    channel: PolicyChannel | None = None
+    effective_contexts: EffectiveContexts = configured_contexts
+    mqtt_state = no_mqtt_state
+    if store is not None:
+        channel = PolicyChannel(
+            settings.mqtt,
+            store,
+            settings.contexts,
+            supervisor.apply_contexts,
+            lambda: supervisor.statuses,
+            node_capacity(settings, supervisor),
+            keys=keys,
+            metrics=metrics,
+        )
+        services.append(channel.run)
+        mqtt_state = channel.connection_state
+        effective_contexts = _under_policies(channel)
+
+    # systemd: sd_notify readiness, status and watchdog; SIGHUP reload; STOPPING=1.
+    notifier = Notifier.from_environment()
+    notifications = ServiceNotifications(supervisor, notifier, watchdog_period_s(), mqtt_state)
+    reloader = Reloader(supervisor, source or ConfigSource.default(), notifier, effective_contexts)
+    supervisor.observers.append(notifications.observe)
+    services += [notifications.report, notifications.feed_watchdog, reloader.serve]
+
+    def shut_down() -> None:
+        notifier.stopping()
+        supervisor.stop()
+
+    loop = asyncio.get_running_loop()
+    handlers = {
+        signal.SIGTERM: shut_down,
+        signal.SIGINT: shut_down,
+        signal.SIGHUP: reloader.request,
+    }
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
+    log.info(
+        "starting",
+        backend=backend.name,
+        kernel=backend.kernel_version(),
+        contexts=[c.name for c in settings.contexts],
+        interval_s=settings.interval_s,
+    )
+    try:
+        await supervisor.run()
+    finally:
+        for sig in handlers:
+            loop.remove_signal_handler(sig)
+        notifier.close()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()

@@ -1,0 +1,189 @@
+"""The daemon's supervisor: one supervised loop per context, under one TaskGroup.
+
+A context whose loop raises is logged, backs off exponentially (capped) and is
+restarted on its own; the other contexts never notice. Extra long-running
+services (exporter, policy channel, watchdog) run in the same TaskGroup and are
+cancelled with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import structlog
+
+from damond.backend.base import Backend
+from damond.config import ContextConfig, Settings
+from damond.control.arbiter import GoalArbiter
+from damond.runtime.loop import ContextLoop, ContextStatus, IterationObserver
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 60.0
+HEALTHY_RUN_S = 60.0
+"""A loop that ran this long before failing starts its backoff from the base again."""
+SLOW_STOP_REPORT_S = 5.0
+"""A shutdown still waiting for tasks after this long names them in the journal,
+well before systemd's TimeoutStopSec (30 s) ends it with SIGKILL."""
+
+Service = Callable[[], Coroutine[Any, Any, None]]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        observers: Sequence[IterationObserver] = (),
+        services: Sequence[Service] = (),
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.observers = list(observers)
+        self.services = list(services)
+        self.arbiter = GoalArbiter(stale_after_s=3 * settings.interval_s)
+        self.loops: dict[str, ContextLoop] = {}
+        self.stop_event = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._alive_since: dict[str, float | None] = {}
+        """When each loop last (re)started; None while it waits out a backoff."""
+        self._leave_running = False
+        self._tg: asyncio.TaskGroup | None = None
+        self.slow_stop_report_s = SLOW_STOP_REPORT_S
+        self.log = structlog.get_logger("damond.runtime.supervisor")
+
+    @property
+    def statuses(self) -> dict[str, ContextStatus]:
+        return {name: loop.status for name, loop in self.loops.items()}
+
+    @property
+    def all_iterated(self) -> bool:
+        """True once every running context has completed its first iteration."""
+        return all(loop.status.iterations > 0 for loop in self.loops.values())
+
+    def stuck_contexts(self, max_age_s: float) -> list[str]:
+        """Contexts whose loop has made no progress for ``max_age_s`` seconds.
+
+        Progress is a completed iteration or a (re)start; a loop waiting out
+        its backoff after a failure is being handled, not stuck.
+        """
+        now = time.monotonic()
+        stuck = []
+        for name, loop in self.loops.items():
+            since = self._alive_since.get(name)
+            if since is None:
+                continue
+            last = max(since, loop.status.last_iteration_monotonic or since)
+            if now - last > max_age_s:
+                stuck.append(name)
+        return stuck
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; backend errors at open propagate to the caller."""
+        await self.backend.open()
+        slow_stop: asyncio.TimerHandle | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for ctx in self.settings.contexts:
+                    self._start(ctx)
+                service_tasks = [
+                    tg.create_task(svc(), name=getattr(svc, "__qualname__", repr(svc)))
+                    for svc in self.services
+                ]
+                await self.stop_event.wait()
+                self._leave_running = self.settings.on_exit == "leave"
+                self.log.info("stopping", on_exit=self.settings.on_exit)
+                stopping = [*self._tasks.values(), *service_tasks]
+                for task in stopping:
+                    task.cancel()
+                slow_stop = asyncio.get_running_loop().call_later(
+                    self.slow_stop_report_s, self._report_slow_stop, stopping
+                )
+        finally:
+            if slow_stop is not None:
+                slow_stop.cancel()
+            self._tg = None
+            await self.backend.close()
+        self.log.info(
+            "stopped",
+            iterations={name: loop.status.iterations for name, loop in self.loops.items()},
+        )
+
+    def _report_slow_stop(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+        waiting = sorted(task.get_name() for task in tasks if not task.done())
+        if waiting:
+            self.log.warning(
+                "shutdown still waiting for tasks", tasks=waiting, after_s=self.slow_stop_report_s
+            )
+
+    def apply_contexts(self, contexts: Sequence[ContextConfig]) -> None:
+        """Make the running contexts match ``contexts``, synchronously and as a whole.
+
+        Unchanged contexts are not touched, changed ones are reconfigured online,
+        removed ones are stopped and new ones started.
+        """
+        wanted = {ctx.name: ctx for ctx in contexts}
+        for name in list(self.loops):
+            if name not in wanted:
+                self._stop(name)
+        for name, ctx in wanted.items():
+            loop = self.loops.get(name)
+            if loop is None:
+                self._start(ctx)
+            elif loop.cfg != ctx:
+                loop.reconfigure(ctx)
+
+    def _start(self, ctx: ContextConfig) -> None:
+        if self._tg is None:
+            raise RuntimeError("the supervisor is not running")
+        loop = ContextLoop(
+            ctx, self.backend, self.arbiter, self.settings.interval_s, self.observers
+        )
+        self.loops[ctx.name] = loop
+        self._alive_since[ctx.name] = time.monotonic()
+        self._tasks[ctx.name] = self._tg.create_task(self._supervise(loop), name=ctx.name)
+
+    def _stop(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        self.loops.pop(name, None)
+        self._alive_since.pop(name, None)
+        self.arbiter.forget(name)
+
+    async def _supervise(self, loop: ContextLoop) -> None:
+        log = loop.log
+        failures = 0
+        name = loop.cfg.name
+        while True:
+            started = time.monotonic()
+            self._alive_since[name] = started
+            try:
+                await loop.run()
+            except asyncio.CancelledError:
+                if not self._leave_running:
+                    await self._teardown(loop)
+                raise
+            except Exception as exc:
+                if time.monotonic() - started >= HEALTHY_RUN_S:
+                    failures = 0
+                failures += 1
+                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (failures - 1))
+                loop.status.restarts += 1
+                loop.status.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("context loop failed; restarting", retry_in_s=delay, exc_info=True)
+                await self._teardown(loop)
+                self._alive_since[name] = None
+                await asyncio.sleep(delay)
+
+    async def _teardown(self, loop: ContextLoop) -> None:
+        try:
+            await loop.teardown()
+        except Exception:
+            loop.log.warning("context teardown failed", exc_info=True)

@@ -1,0 +1,1 @@
+"""``damond simulate``: the daemon's loops against the simulated machine in virtual time."""

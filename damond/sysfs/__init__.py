@@ -1,1 +1,0 @@
-"""DAMON sysfs plumbing: file access, tree layout, probing, ownership, topology."""
