@@ -36,10 +36,11 @@ from damond.config import (
     Settings,
 )
 from damond.control.arbiter import GoalArbiter
+from damond.control.status import ContextStatus
 from damond.metrics.endpoint import MetricsEndpoint
 from damond.metrics.exporter import DaemonMetrics
 from damond.runtime.logs import configure_logging
-from damond.runtime.loop import ContextLoop, ContextStatus
+from damond.runtime.loop import ContextLoop
 
 SCRAPER = """
 import http.client, sys

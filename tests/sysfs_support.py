@@ -7,6 +7,7 @@ from typing import Any
 
 from damond.backend.sysfs.backend import SysfsBackend
 from damond.config import Settings
+from damond.control.translation import build_context
 from tests.fakedamon import FakeKernel, FakeMachine
 
 
@@ -46,4 +47,5 @@ def sysfs_settings(
 
 
 def backend(machine: FakeMachine, kernel: FakeKernel, state_dir: Path, **kw: Any) -> SysfsBackend:
-    return SysfsBackend(sysfs_settings(machine, state_dir, **kw), io=kernel)
+    settings = sysfs_settings(machine, state_dir, **kw)
+    return SysfsBackend(settings, [build_context(c) for c in settings.contexts], io=kernel)

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from damond.backend.simulated.backend import SimBackend
 from damond.config import MetricsConfig, SimulationConfig
 from damond.config.passwordhash import hash_password
+from damond.control.status import ContextStatus
 from damond.metrics.endpoint import MAX_CONNECTIONS, MetricsEndpoint
 from damond.metrics.exporter import DaemonMetrics
-from damond.runtime.loop import ContextStatus
 from tests.exporter_helpers import Reply, http_get
 from tests.tools import free_port, require_binary
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from damond.runtime.loop import ContextStatus
+from damond.control.status import ContextStatus
 from damond.runtime.sdnotify import Notifier, format_message, socket_address, watchdog_period_s
 from damond.runtime.service_status import status_line
 

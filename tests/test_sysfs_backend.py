@@ -509,3 +509,12 @@ def test_backend_satisfies_protocol(tmp_path: Path) -> None:
     m, k = make_machine(tmp_path / "root", "7.2")
     b: Backend = backend(m, k, tmp_path / "state")
     assert b.name == "sysfs" and b.kernel_version() == "unknown"
+
+
+def test_tiering_counters_come_from_the_hosts_vmstat(tmp_path: Path) -> None:
+    m, k = make_machine(tmp_path / "root", "7.2")
+    (m.proc / "vmstat").write_text("nr_free_pages 5\npgpromote_success 7\nnuma_pages_migrated 11\n")
+    b = backend(m, k, tmp_path / "state")
+    assert b.tiering_counters() == {"pgpromote_success": 7, "numa_pages_migrated": 11}
+    (m.proc / "vmstat").unlink()
+    assert b.tiering_counters() == {}  # informative only: an unreadable file is no error

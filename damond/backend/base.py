@@ -30,6 +30,10 @@ class Backend(Protocol):
     def kernel_version(self) -> str:
         """The kernel release the backend drives."""
 
+    def tiering_counters(self) -> Mapping[str, int]:
+        """The machine's memory-tiering counters in pages, by their ``/proc/vmstat`` names
+        (``numa_pages_migrated``, ...); a counter the machine lacks is absent."""
+
     async def start_context(self, ctx: model.Context) -> None:
         """Create (or re-adopt) the DAMON objects of ``ctx`` and turn them on."""
 

@@ -24,14 +24,13 @@ import structlog
 
 from damond.config import MetricsConfig, parse_listen
 from damond.config.passwordhash import PasswordHash
+from damond.control.status import ContextStatus, silent_contexts
 from damond.metrics.auth import (
     BasicAuth,
     read_password_file,
     server_ssl_context,
 )
 from damond.metrics.exporter import DaemonMetrics
-from damond.metrics.health import stale_contexts
-from damond.runtime.loop import ContextStatus
 
 REQUEST_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 120.0
@@ -40,6 +39,8 @@ MAX_CONNECTIONS = 64
 MAX_HEADER_BYTES = 16 * 1024
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 30.0
+STALE_AFTER_INTERVALS = 3
+"""/healthz answers 503 for a context without an iteration in this many intervals."""
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Response = tuple[HTTPStatus, str, bytes, dict[str, str]]
@@ -187,7 +188,7 @@ class MetricsEndpoint:
         statuses = self.statuses()
         if path == "/metrics":
             return (HTTPStatus.OK, METRICS_CONTENT_TYPE, self.metrics.render(statuses), {})
-        stale = stale_contexts(statuses, self.interval_s, time.monotonic())
+        stale = silent_contexts(statuses, STALE_AFTER_INTERVALS * self.interval_s, time.monotonic())
         body = {"status": "stale" if stale else "ok", "contexts": len(statuses), "stale": stale}
         code = HTTPStatus.SERVICE_UNAVAILABLE if stale else HTTPStatus.OK
         return (code, "application/json", json.dumps(body).encode() + b"\n", {})

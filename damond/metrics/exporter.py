@@ -21,14 +21,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import chain
-from pathlib import Path
 
 from damond import __version__
 from damond.backend.base import Backend
-from damond.backend.sysfs.vmstat import TIERING_COUNTERS, VMSTAT_PATH, read_tiering_counters
+from damond.control.status import ContextStatus
 from damond.metrics.exposition import TextRenderer, Value, labels
 from damond.model.measurement import SchemeStats
-from damond.runtime.loop import ContextStatus
 
 ITERATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 POLICY_SCOPES = ("fleet", "group", "host")
@@ -133,11 +131,9 @@ class DaemonMetrics:
         self,
         backend: Backend,
         mqtt_enabled: bool,
-        vmstat_path: Path = VMSTAT_PATH,
     ) -> None:
         self.backend = backend
         self.mqtt_enabled = mqtt_enabled
-        self.vmstat_path = vmstat_path
         self._series: dict[str, _ContextSeries] = {}
         self._policy_updates: dict[tuple[str, str], int] = {
             (scope, result): 0 for scope in POLICY_SCOPES for result in POLICY_RESULTS
@@ -383,15 +379,14 @@ class DaemonMetrics:
         )
 
     def _render_vmstat(self, out: list[str]) -> None:
-        counters = read_tiering_counters(self.vmstat_path)
-        for name in TIERING_COUNTERS:
-            if name in counters:
-                metric = f"damond_vmstat_{name}_total"
-                self._renderer.family(
-                    out,
-                    metric,
-                    "counter",
-                    f"The host's /proc/vmstat {name} (pages).",
-                    [metric],
-                    [counters[name]],
-                )
+        counters = self.backend.tiering_counters()
+        for name in sorted(counters):
+            metric = f"damond_vmstat_{name}_total"
+            self._renderer.family(
+                out,
+                metric,
+                "counter",
+                f"The machine's {name} (pages; /proc/vmstat on a real host).",
+                [metric],
+                [counters[name]],
+            )

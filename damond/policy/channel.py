@@ -21,6 +21,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from damond.config import ContextConfig, MqttConfig
+from damond.control.status import ContextStatus
 from damond.policy.broker import CredentialsError, Topics, client_options
 from damond.policy.document import (
     PolicyError,
@@ -34,7 +35,6 @@ from damond.policy.merge import CapacityOf, effective_view, fit_errors
 from damond.policy.observer import NoPolicyMetrics, PolicyMetrics
 from damond.policy.signing import signature_errors
 from damond.policy.store import PolicyStore
-from damond.runtime.loop import ContextStatus
 
 Status = Literal["applied", "stale", "duplicate", "rejected"]
 

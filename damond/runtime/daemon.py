@@ -15,6 +15,7 @@ from damond.backend.base import Backend
 from damond.backend.simulated.backend import SimBackend
 from damond.backend.sysfs.backend import SysfsBackend
 from damond.config import ContextConfig, Settings
+from damond.control.translation import build_context
 from damond.metrics.endpoint import MetricsEndpoint
 from damond.metrics.exporter import DaemonMetrics
 from damond.model.errors import EnvironmentRefused
@@ -34,7 +35,7 @@ def make_backend(settings: Settings) -> Backend:
         start = time.monotonic()
         return SimBackend(settings.simulation, settings.contexts, lambda: time.monotonic() - start)
     if settings.backend == "sysfs":
-        return SysfsBackend(settings)
+        return SysfsBackend(settings, [build_context(c) for c in settings.contexts])
     raise EnvironmentRefused(f"unknown backend {settings.backend!r}")
 
 

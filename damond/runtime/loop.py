@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import structlog
 
@@ -14,31 +14,10 @@ from damond.config import ContextConfig, Mode
 from damond.control.arbiter import Claim, GoalArbiter
 from damond.control.controller import DaemonController
 from damond.control.goalmetric import goal_value_bp
+from damond.control.status import ContextStatus
 from damond.control.translation import build_context, fed_target, fed_value
 from damond.model import damon as model
 from damond.model.measurement import SchemeStats, Snapshot
-
-
-@dataclass
-class ContextStatus:
-    """What the rest of the daemon (exporter, health, watchdog) sees of a loop."""
-
-    name: str
-    goal_metric: str
-    goal_node: int
-    target_bp: int
-    up: bool = False
-    iterations: int = 0
-    restarts: int = 0
-    last_iteration_monotonic: float | None = None
-    metric_bp: int | None = None
-    quota_bytes: int = 0
-    snapshot: Snapshot | None = None
-    acting: bool = False
-    held: bool = False
-    last_error: str | None = None
-    history: list[tuple[float, int]] = field(default_factory=list)
-
 
 IterationObserver = Callable[[ContextStatus, float], None]
 """Called after every iteration with the status and the iteration's seconds."""

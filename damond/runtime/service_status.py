@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-from damond.runtime.loop import ContextStatus
+from damond.control.status import ContextStatus
 from damond.runtime.sdnotify import Notifier
 from damond.runtime.supervisor import Supervisor
 

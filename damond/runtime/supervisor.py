@@ -18,7 +18,8 @@ import structlog
 from damond.backend.base import Backend
 from damond.config import ContextConfig, Settings
 from damond.control.arbiter import GoalArbiter
-from damond.runtime.loop import ContextLoop, ContextStatus, IterationObserver
+from damond.control.status import ContextStatus, silent_contexts
+from damond.runtime.loop import ContextLoop, IterationObserver
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
@@ -47,8 +48,6 @@ class Supervisor:
         self.loops: dict[str, ContextLoop] = {}
         self.stop_event = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._alive_since: dict[str, float | None] = {}
-        """When each loop last (re)started; None while it waits out a backoff."""
         self._leave_running = False
         self._tg: asyncio.TaskGroup | None = None
         self.slow_stop_report_s = SLOW_STOP_REPORT_S
@@ -64,21 +63,9 @@ class Supervisor:
         return all(loop.status.iterations > 0 for loop in self.loops.values())
 
     def stuck_contexts(self, max_age_s: float) -> list[str]:
-        """Contexts whose loop has made no progress for ``max_age_s`` seconds.
-
-        Progress is a completed iteration or a (re)start; a loop waiting out
-        its backoff after a failure is being handled, not stuck.
-        """
-        now = time.monotonic()
-        stuck = []
-        for name, loop in self.loops.items():
-            since = self._alive_since.get(name)
-            if since is None:
-                continue
-            last = max(since, loop.status.last_iteration_monotonic or since)
-            if now - last > max_age_s:
-                stuck.append(name)
-        return stuck
+        """Contexts whose loop has made no progress (an iteration or a (re)start) for
+        ``max_age_s`` seconds; a loop waiting out its backoff is being handled, not stuck."""
+        return silent_contexts(self.statuses, max_age_s, time.monotonic(), starts_count=True)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -146,7 +133,7 @@ class Supervisor:
             ctx, self.backend, self.arbiter, self.settings.interval_s, self.observers
         )
         self.loops[ctx.name] = loop
-        self._alive_since[ctx.name] = time.monotonic()
+        loop.status.alive_since_monotonic = time.monotonic()
         self._tasks[ctx.name] = self._tg.create_task(self._supervise(loop), name=ctx.name)
 
     def _stop(self, name: str) -> None:
@@ -154,16 +141,14 @@ class Supervisor:
         if task is not None:
             task.cancel()
         self.loops.pop(name, None)
-        self._alive_since.pop(name, None)
         self.arbiter.forget(name)
 
     async def _supervise(self, loop: ContextLoop) -> None:
         log = loop.log
         failures = 0
-        name = loop.cfg.name
         while True:
             started = time.monotonic()
-            self._alive_since[name] = started
+            loop.status.alive_since_monotonic = started
             try:
                 await loop.run()
             except asyncio.CancelledError:
@@ -179,7 +164,7 @@ class Supervisor:
                 loop.status.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("context loop failed; restarting", retry_in_s=delay, exc_info=True)
                 await self._teardown(loop)
-                self._alive_since[name] = None
+                loop.status.alive_since_monotonic = None
                 await asyncio.sleep(delay)
 
     async def _teardown(self, loop: ContextLoop) -> None:

@@ -18,6 +18,8 @@ from damond.model import damon as model
 from damond.model.errors import BackendError
 from damond.model.measurement import Snapshot
 
+PAGE_BYTES = 4096
+
 SIMULATED_FEATURES: Mapping[str, bool] = {
     "goal_nid": True,
     "goal_tuner": True,
@@ -72,6 +74,10 @@ class SimBackend:
 
     def kernel_version(self) -> str:
         return f"simulated ({platform.release()})"
+
+    def tiering_counters(self) -> Mapping[str, int]:
+        """The simulated machine's own migrations (never the host's counters)."""
+        return {"numa_pages_migrated": self.machine.migrated_bytes // PAGE_BYTES}
 
     def _advance(self) -> None:
         self.machine.advance_to(self._clock())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,8 +23,8 @@ from damond.backend.sysfs.eligible import CounterWindow, ValueWindow
 from damond.backend.sysfs.features import Features, probe, probe_by_presence
 from damond.backend.sysfs.io import Session, SysfsIO, SysfsWorker
 from damond.backend.sysfs.topology import Topology, read_topology
+from damond.backend.sysfs.vmstat import read_tiering_counters
 from damond.config import Settings, SysfsConfig
-from damond.control.translation import build_context
 from damond.model import damon as model
 from damond.model.errors import BackendError, EnvironmentRefused
 from damond.model.measurement import SchemeStats, Snapshot
@@ -83,8 +83,16 @@ def feature_problems(ctx: model.Context, f: Features, kernel: str) -> list[str]:
 class SysfsBackend:
     name = "sysfs"
 
-    def __init__(self, settings: Settings, io: SysfsIO | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        planned: Sequence[model.Context],
+        io: SysfsIO | None = None,
+    ) -> None:
+        """``planned``: the DAMON contexts damond will run, checked against the kernel at
+        :meth:`open` so that a host that cannot run them is refused before any is started."""
         self.settings = settings
+        self.planned = list(planned)
         self.cfg: SysfsConfig = settings.sysfs
         self.worker = SysfsWorker(
             io or SysfsIO(),
@@ -115,6 +123,9 @@ class SysfsBackend:
     def kernel_version(self) -> str:
         return self._kernel
 
+    def tiering_counters(self) -> Mapping[str, int]:
+        return read_tiering_counters(self.cfg.proc_root / "vmstat")
+
     async def open(self) -> None:
         try:
             self._kernel, record, self._features = await self.worker.call(self._open_job)
@@ -130,9 +141,7 @@ class SysfsBackend:
             features_verified=self._features.verified,
         )
         problems = [
-            p
-            for c in self.settings.contexts
-            for p in feature_problems(build_context(c), self._features, self._kernel)
+            p for c in self.planned for p in feature_problems(c, self._features, self._kernel)
         ]
         if problems:
             await self.close()
@@ -159,7 +168,7 @@ class SysfsBackend:
         if record is None:
             record = ownership.Record(boot_id=boot_id, admin_root=str(self.admin))
         record.slots = {st.index: record.slots.get(st.index) or ownership.Slot() for st in states}
-        need = max(1, len(self.settings.contexts) + cfg.spare_kdamonds)
+        need = max(1, len(self.planned) + cfg.spare_kdamonds)
         running = [st.index for st in states if st.running]
         if len(states) < need and not running:
             # Recorded first: a crash right after the write leaves them known as ours.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-VMSTAT_PATH = Path("/proc/vmstat")
 TIERING_COUNTERS = (
     "pgpromote_success",
     "pgdemote_kswapd",
@@ -19,7 +18,7 @@ TIERING_COUNTERS = (
 _COUNTER_LINE = re.compile(rb"^(%s) (\d+)$" % "|".join(TIERING_COUNTERS).encode(), re.MULTILINE)
 
 
-def read_tiering_counters(path: Path = VMSTAT_PATH) -> dict[str, int]:
+def read_tiering_counters(path: Path) -> dict[str, int]:
     """The tiering counters the kernel has (older kernels lack some), by name.
 
     An unreadable file gives an empty result: the counters are informative and
