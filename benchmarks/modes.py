@@ -26,7 +26,8 @@ from damond.config import (
 )
 from damond.model.damon import GoalTuner
 from damond.runtime.logs import configure_logging
-from damond.simulation.run import SimulationResult, run_simulation, time_to_goal
+from damond.simulation.run import SimulationResult, run_simulation
+from damond.simulation.scoring import time_to_goal
 
 
 @dataclass(frozen=True)

@@ -160,20 +160,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from damond.simulation import run as simulate
+    from damond.simulation import report
+    from damond.simulation.run import run_simulation
 
     overrides = _overrides(args)
     overrides["backend"] = "simulated"
     settings = load_daemon_settings(config_path(args.config), overrides)
     configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
-    result = asyncio.run(simulate.run_simulation(settings, args.duration))
-    print(simulate.format_summary(result))
+    result = asyncio.run(run_simulation(settings, args.duration))
+    print(report.format_summary(result))
     if args.json_path is not None:
-        simulate.write_json(result, args.json_path)
+        report.write_json(result, args.json_path)
     if args.plot_path is not None:
         try:
-            simulate.write_plot(result, args.plot_path)
-        except simulate.PlotUnavailable as exc:
+            report.write_plot(result, args.plot_path)
+        except report.PlotUnavailable as exc:
             print(f"damond: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     return EXIT_OK

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from damond.config import GiB, MemorySetConfig, Settings, load_settings
-from damond.simulation.run import SimulationResult, overshoot, run_simulation, time_to_goal
+from damond.simulation.run import SimulationResult, run_simulation
+from damond.simulation.scoring import overshoot, time_to_goal
 
 
 @pytest.fixture(scope="module")

@@ -36,23 +36,31 @@ class GoalArbiter:
     def __init__(self, stale_after_s: float) -> None:
         self.stale_after_s = stale_after_s
         self._claims: dict[str, Claim] = {}
+        self._by_route: dict[tuple[int, int], dict[str, Claim]] = {}
+        """Claims by (source, dest): an opposed claim is found without scanning them all."""
         self._conflicts: set[frozenset[str]] = set()
         self._log = structlog.get_logger("damond.control.arbiter")
 
     def forget(self, name: str) -> None:
-        self._claims.pop(name, None)
+        self._drop_claim(name)
         self._conflicts = {pair for pair in self._conflicts if name not in pair}
+
+    def _drop_claim(self, name: str) -> None:
+        """Drop ``name``'s last claim (its route may change with its configuration)."""
+        old = self._claims.pop(name, None)
+        if old is not None:
+            self._by_route[(old.source, old.dest)].pop(name, None)
 
     def in_conflict(self, name: str) -> bool:
         return any(name in pair for pair in self._conflicts)
 
     def may_act(self, claim: Claim) -> bool:
         """Record ``claim``; False if acting would fight another context."""
+        self._drop_claim(claim.name)
         self._claims[claim.name] = claim
+        self._by_route.setdefault((claim.source, claim.dest), {})[claim.name] = claim
         blocked = False
-        for other in list(self._claims.values()):
-            if other.name == claim.name or not _opposed(claim, other):
-                continue
+        for other in list(self._by_route.get((claim.dest, claim.source), {}).values()):
             pair = frozenset((claim.name, other.name))
             fresh = claim.time_s - other.time_s <= self.stale_after_s
             fighting = fresh and claim.demand_bytes > 0 and other.demand_bytes > 0
@@ -79,7 +87,3 @@ class GoalArbiter:
             f"moving the same pages back and forth: {side(a)}; {side(b)}",
             contexts=sorted((a.name, b.name)),
         )
-
-
-def _opposed(a: Claim, b: Claim) -> bool:
-    return a.source == b.dest and a.dest == b.source

@@ -133,11 +133,6 @@ class Context:
     schemes: tuple[Scheme, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Kdamond:
-    contexts: tuple[Context, ...]
-
-
 IDLE_QUOTA_BYTES = 1
 """The quota that makes a scheme do nothing.
 

@@ -66,7 +66,7 @@ class ServiceNotifications:
 
     def observe(self, status: ContextStatus, elapsed_s: float) -> None:
         """Iteration observer: notes when every context has completed one."""
-        if self.supervisor.all_iterated:
+        if not self._all_iterated.is_set() and self.supervisor.all_iterated:
             self._all_iterated.set()
 
     def status_text(self) -> str:
