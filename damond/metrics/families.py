@@ -1,0 +1,186 @@
+"""The exported metric families, one row each, in exposition order.
+
+The names, labels and types are a contract (docs/design.md, "Prometheus
+metrics"). A per-context metric is one :class:`ContextFamily` row: its value
+comes from the context's live status or from what the exporter accumulated for
+it (:class:`~damond.metrics.state.ContextSeries`); a row whose value is None
+for a context has no sample for it.
+"""
+
+from __future__ import annotations
+
+from damond import __version__
+from damond.metrics.rows import (
+    ContextFamily,
+    ContextHistogram,
+    ContextLabels,
+    ContextNodeFamily,
+    Contexts,
+    CounterFamilies,
+    Family,
+    HostFamily,
+    Sample,
+)
+from damond.metrics.state import ITERATION_BUCKETS_S, HostState
+
+BP_PER_RATIO = 10_000
+
+BY_CONTEXT = ContextLabels(("context",), lambda status: (status.name,))
+BY_GOAL = ContextLabels(
+    ("context", "goal_metric", "node"),
+    lambda status: (status.name, status.goal_metric, status.goal_node),
+)
+
+
+def _build_info(host: HostState, _: Contexts) -> list[Sample]:
+    backend = host.backend
+    return [((__version__, backend.name, backend.kernel_version()), 1)]
+
+
+def _node_capacity(_: HostState, contexts: Contexts) -> list[Sample]:
+    """The nodes the contexts measured (a host-wide fact each context reports)."""
+    capacity: dict[int, int] = {}
+    for status, _series in contexts:
+        if status.snapshot is not None:
+            capacity.update(status.snapshot.capacity_bytes)
+    return [((node,), capacity[node]) for node in sorted(capacity)]
+
+
+FAMILIES: tuple[Family, ...] = (
+    # -- the host ---------------------------------------------------------------
+    HostFamily(
+        "damond_build_info",
+        "gauge",
+        "Always 1; the labels say which damond drives which backend and kernel.",
+        ("version", "backend", "kernel"),
+        _build_info,
+    ),
+    HostFamily(
+        "damond_kernel_feature_supported",
+        "gauge",
+        "1 if the kernel's DAMON has the feature, 0 if not.",
+        ("feature",),
+        lambda host, _: [((f,), int(ok)) for f, ok in sorted(host.backend.features().items())],
+    ),
+    HostFamily(
+        "damond_mqtt_enabled",
+        "gauge",
+        "1 if the MQTT policy channel is configured to run.",
+        (),
+        lambda host, _: [((), int(host.mqtt_enabled))],
+    ),
+    HostFamily(
+        "damond_mqtt_connected",
+        "gauge",
+        "1 while connected to the MQTT broker (always 0 with MQTT disabled).",
+        (),
+        lambda host, _: [((), int(host.mqtt_connected))],
+    ),
+    HostFamily(
+        "damond_policy_updates_total",
+        "counter",
+        "Policy documents received, by scope and result.",
+        ("scope", "result"),
+        lambda host, _: sorted(host.policy_updates.items()),
+    ),
+    HostFamily(
+        "damond_policy_generation",
+        "gauge",
+        "Generation of the last policy applied per scope (0: none yet).",
+        ("scope",),
+        lambda host, _: [((s,), g) for s, g in sorted(host.policy_generations.items())],
+    ),
+    HostFamily(
+        "damond_node_capacity_bytes",
+        "gauge",
+        "Memory capacity of the NUMA node.",
+        ("node",),
+        _node_capacity,
+    ),
+    # -- the contexts -----------------------------------------------------------
+    ContextFamily(
+        "damond_goal_target_ratio",
+        "gauge",
+        "The goal's target value as a ratio (basis points / 10000).",
+        BY_GOAL,
+        lambda status, _: status.target_bp / BP_PER_RATIO,
+    ),
+    ContextFamily(
+        "damond_goal_current_ratio",
+        "gauge",
+        "The goal metric's last measured value as a ratio (basis points / 10000).",
+        BY_GOAL,
+        lambda status, _: None if status.metric_bp is None else status.metric_bp / BP_PER_RATIO,
+    ),
+    ContextNodeFamily(
+        "damond_node_eligible_bytes",
+        "gauge",
+        "Bytes on the node matching the context's scheme access pattern.",
+        BY_CONTEXT,
+        lambda status, _: {} if status.snapshot is None else status.snapshot.eligible_bytes,
+    ),
+    ContextFamily(
+        "damond_quota_bytes",
+        "gauge",
+        "Size quota damond set for the scheme, in bytes per reset interval.",
+        BY_CONTEXT,
+        lambda status, _: status.quota_bytes,
+    ),
+    ContextFamily(
+        "damond_quota_effective_bytes",
+        "gauge",
+        "Size quota the kernel is using, in bytes per reset interval.",
+        BY_CONTEXT,
+        lambda status, _: (
+            None if status.snapshot is None else status.snapshot.effective_quota_bytes
+        ),
+    ),
+    ContextFamily(
+        "damond_scheme_tried_bytes_total",
+        "counter",
+        "Bytes the scheme tried to act on.",
+        BY_CONTEXT,
+        lambda _, series: series.totals[0],
+    ),
+    ContextFamily(
+        "damond_scheme_applied_bytes_total",
+        "counter",
+        "Bytes the scheme migrated.",
+        BY_CONTEXT,
+        lambda _, series: series.totals[1],
+    ),
+    ContextFamily(
+        "damond_scheme_quota_exceeds_total",
+        "counter",
+        "Times the scheme's quota was exhausted.",
+        BY_CONTEXT,
+        lambda _, series: series.totals[2],
+    ),
+    ContextFamily(
+        "damond_context_up",
+        "gauge",
+        "1 while the context's loop runs and its kdamond is on.",
+        BY_CONTEXT,
+        lambda status, _: int(status.up),
+    ),
+    ContextFamily(
+        "damond_context_restarts_total",
+        "counter",
+        "Times the context's loop failed and was restarted.",
+        BY_CONTEXT,
+        lambda status, _: status.restarts,
+    ),
+    ContextHistogram(
+        "damond_control_iteration_seconds",
+        "Duration of one control iteration (measure, decide, apply).",
+        BY_CONTEXT,
+        ITERATION_BUCKETS_S,
+        lambda _, series: series.histogram,
+    ),
+    # -- the machine ------------------------------------------------------------
+    CounterFamilies(
+        "damond_vmstat_{}_total",
+        "The machine's {} (pages; /proc/vmstat on a real host).",
+        lambda host: host.backend.tiering_counters(),
+    ),
+)
