@@ -1,1 +1,2 @@
-"""Remote policy: documents, their merge and persistence, the MQTT channel, the operator tool."""
+"""Remote policy: documents, the decision on each, merging and persistence,
+the MQTT channel, the operator tool."""

@@ -13,8 +13,7 @@ import datetime
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -22,46 +21,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from damond.config import ContextConfig, MqttConfig
 from damond.control.status import ContextStatus
+from damond.policy.applier import PolicyApplier
 from damond.policy.broker import CredentialsError, Topics, client_options
-from damond.policy.document import (
-    PolicyError,
-    PolicyRejected,
-    Scope,
-    parse_policy,
-    peek_identity,
-)
+from damond.policy.decision import Verdict
+from damond.policy.document import PolicyError, Scope, peek_identity, size_error
 from damond.policy.inbox import CoalescingInbox, TokenBucket
-from damond.policy.merge import CapacityOf, effective_view, fit_errors
+from damond.policy.merge import CapacityOf
 from damond.policy.observer import NoPolicyMetrics, PolicyMetrics
-from damond.policy.signing import signature_errors
 from damond.policy.store import PolicyStore
-
-Status = Literal["applied", "stale", "duplicate", "rejected"]
 
 BACKOFF_BASE_S = 0.5
 OFFLINE_PUBLISH_TIMEOUT_S = 2.0
 
 log = structlog.get_logger("damond.policy")
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    policy_id: str | None
-    generation: int | None
-    scope: Scope
-    status: Status
-    errors: Sequence[PolicyError] = ()
-    effective: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.policy_id,
-            "generation": self.generation,
-            "scope": self.scope.value,
-            "status": self.status,
-            "errors": [e.to_json() for e in self.errors],
-            "effective": dict(self.effective),
-        }
 
 
 def backoff_delay(failures: int, cap_s: float, rng: random.Random) -> float:
@@ -88,10 +60,10 @@ def _now() -> str:
 
 
 class PolicyChannel:
-    """Receives policies for this host, applies them whole and answers for each.
+    """Receives policies for this host, has them applied whole and answers for each.
 
-    ``base_contexts`` is the configured (policy-free) set; whoever reloads the
-    configuration replaces it and calls :meth:`effective_contexts`.
+    ``base_contexts`` is the configured (policy-free) set; a reload passes the
+    new one to :meth:`rebase`.
     """
 
     def __init__(
@@ -108,12 +80,17 @@ class PolicyChannel:
     ) -> None:
         self.cfg = cfg
         self.store = store
-        self.base_contexts = list(base_contexts)
-        self._apply_contexts = apply_contexts
-        self._statuses = statuses
-        self._capacity_of = capacity_of
-        self._keys = list(keys)
         self.metrics: PolicyMetrics = metrics if metrics is not None else NoPolicyMetrics()
+        self._applier = PolicyApplier(
+            store,
+            base_contexts,
+            apply_contexts,
+            capacity_of,
+            keys,
+            cfg.max_payload_bytes,
+            self.metrics,
+        )
+        self._statuses = statuses
         self._rng = rng or random.Random()
         self.topics = Topics(cfg.topic_prefix)
         self._policy_topics = self.topics.policy_topics(cfg.host_id, cfg.group)
@@ -125,11 +102,10 @@ class PolicyChannel:
         self._stopping = False
         self._state_changed = asyncio.Event()
 
-    def effective_contexts(
-        self, base: Sequence[ContextConfig] | None = None
-    ) -> list[ContextConfig]:
-        """The contexts to run: ``base`` (default: the configured ones) under the policies."""
-        return self.store.effective_contexts(self.base_contexts if base is None else base)
+    def rebase(self, base: Sequence[ContextConfig]) -> list[ContextConfig]:
+        """On reload: take ``base`` as the configured contexts; returns the ones to run,
+        the accepted policies on top."""
+        return self._applier.rebase(base)
 
     def connection_state(self) -> str:
         """``connected`` or ``disconnected``, for the service's status line."""
@@ -244,12 +220,9 @@ class PolicyChannel:
             elif not isinstance(payload, bytes | bytearray):
                 payload = b"" if payload is None else str(payload).encode()
             payload = bytes(payload)
-            limit = self.cfg.max_payload_bytes
-            if len(payload) > limit:
-                error = PolicyError(
-                    "payload", f"is {len(payload)} bytes, more than the limit {limit}"
-                )
-                await self._answer(client, self._ack(None, None, scope, "rejected", [error]))
+            too_large = size_error(payload, self.cfg.max_payload_bytes)
+            if too_large is not None:
+                await self._answer(client, scope, Verdict(None, None, "rejected", [too_large]))
                 continue
             superseded = inbox.offer(scope, payload)
             if superseded is not None:
@@ -259,107 +232,47 @@ class PolicyChannel:
                     "superseded by a newer message for the same scope before it was processed "
                     f"(rate limit {self.cfg.rate_limit_per_s:g}/s)",
                 )
-                await self._answer(
-                    client, self._ack(policy_id, generation, scope, "stale", [error])
-                )
+                await self._answer(client, scope, Verdict(policy_id, generation, "stale", [error]))
 
     async def _handle(self, client: aiomqtt.Client, inbox: CoalescingInbox[Scope, bytes]) -> None:
         while True:
             scope, payload = await inbox.take()
             try:
-                ack = await self.process(scope, payload)
+                verdict = await self._applier.process(scope, payload)
             except Exception:
                 log.error("policy processing failed", scope=scope.value, exc_info=True)
                 policy_id, generation = peek_identity(payload)
                 error = PolicyError("(root)", "internal error while processing; nothing changed")
-                ack = self._ack(policy_id, generation, scope, "rejected", [error])
-            await self._answer(client, ack)
+                verdict = Verdict(policy_id, generation, "rejected", [error])
+            if verdict.status == "applied":
+                self._state_changed.set()
+            await self._answer(client, scope, verdict)
 
-    async def _answer(self, client: aiomqtt.Client, ack: Ack) -> None:
-        self.metrics.policy_update(ack.scope.value, ack.status)
-        if ack.status == "rejected":
+    async def _answer(self, client: aiomqtt.Client, scope: Scope, verdict: Verdict) -> None:
+        """Publish the ack for ``verdict``, with the policy fields in force now."""
+        self.metrics.policy_update(scope.value, verdict.status)
+        errors = verdict.errors
+        if verdict.status == "rejected":
             log.warning(
                 "policy rejected",
-                scope=ack.scope.value,
-                id=ack.policy_id,
-                generation=ack.generation,
-                errors=len(ack.errors),
-                first_error=f"{ack.errors[0].loc}: {ack.errors[0].msg}" if ack.errors else None,
+                scope=scope.value,
+                id=verdict.policy_id,
+                generation=verdict.generation,
+                errors=len(errors),
+                first_error=f"{errors[0].loc}: {errors[0].msg}" if errors else None,
             )
-        payload = json.dumps(ack.to_json(), separators=(",", ":")).encode()
-        await client.publish(self._ack_topic, payload, qos=1)
-        _raise_dropped_cancellation()
-
-    def _ack(
-        self,
-        policy_id: str | None,
-        generation: int | None,
-        scope: Scope,
-        status: Status,
-        errors: Sequence[PolicyError] = (),
-    ) -> Ack:
-        effective = effective_view(self.effective_contexts())
-        return Ack(policy_id, generation, scope, status, list(errors), effective)
-
-    async def process(self, scope: Scope, payload: bytes) -> Ack:
-        """Decide on one policy message; an accepted one is persisted, then applied."""
-        try:
-            parsed = parse_policy(payload, self.cfg.max_payload_bytes)
-        except PolicyRejected as exc:
-            errors = list(exc.errors)
-            if exc.raw is not None:
-                errors += fit_errors(exc.raw, self.base_contexts, self._capacity_of)
-            return self._ack(exc.policy_id, exc.generation, scope, "rejected", errors)
-        doc = parsed.document
-        errors = signature_errors(parsed.raw, doc.signature, self._keys)
-        if errors:
-            return self._ack(doc.id, doc.generation, scope, "rejected", errors)
-        current = self.store.get(scope)
-        if current is not None and current.document.id == doc.id:
-            note = PolicyError(
-                "id",
-                f"already applied for scope {scope.value} (generation "
-                f"{current.document.generation})",
-            )
-            return self._ack(doc.id, doc.generation, scope, "duplicate", [note])
-        if current is not None and doc.generation <= current.document.generation:
-            note = PolicyError(
-                "generation",
-                f"must be newer than {current.document.generation}, the last applied generation "
-                f"of scope {scope.value}, got {doc.generation}",
-            )
-            return self._ack(doc.id, doc.generation, scope, "stale", [note])
-        errors = fit_errors(parsed.raw, self.base_contexts, self._capacity_of)
-        if errors:
-            return self._ack(doc.id, doc.generation, scope, "rejected", errors)
-        previous = self.store.policies
-        candidate = self.store.with_policy(scope, parsed)
-        contexts = self.store.effective_contexts(self.base_contexts, candidate)
-        try:
-            await asyncio.to_thread(self.store.save, candidate)
-        except OSError as exc:
-            log.error("policy could not be persisted", path=str(self.store.path), error=str(exc))
-            error = PolicyError(
-                "(root)", f"could not be persisted in {self.store.path}: {exc}; nothing changed"
-            )
-            return self._ack(doc.id, doc.generation, scope, "rejected", [error])
-        try:
-            self._apply_contexts(contexts)
-        except Exception as exc:
-            log.error("policy could not be applied; restoring the previous one", exc_info=True)
-            await asyncio.to_thread(self.store.save, previous)
-            error = PolicyError("(root)", f"could not be applied: {exc}; nothing changed")
-            return self._ack(doc.id, doc.generation, scope, "rejected", [error])
-        self.metrics.policy_generation(scope.value, doc.generation)
-        self._state_changed.set()
-        log.info(
-            "policy applied",
-            scope=scope.value,
-            id=doc.id,
-            generation=doc.generation,
-            effective=effective_view(contexts),
+        ack = {
+            "id": verdict.policy_id,
+            "generation": verdict.generation,
+            "scope": scope.value,
+            "status": verdict.status,
+            "errors": [e.to_json() for e in errors],
+            "effective": self._applier.effective(),
+        }
+        await client.publish(
+            self._ack_topic, json.dumps(ack, separators=(",", ":")).encode(), qos=1
         )
-        return self._ack(doc.id, doc.generation, scope, "applied")
+        _raise_dropped_cancellation()
 
     # -- state -------------------------------------------------------------
 
@@ -380,7 +293,7 @@ class PolicyChannel:
             "group": self.cfg.group,
             "generations": self.store.generations(),
             "ids": self.store.ids(),
-            "effective": effective_view(self.effective_contexts()),
+            "effective": self._applier.effective(),
             "contexts": summary,
             "time": _now(),
         }

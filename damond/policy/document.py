@@ -141,12 +141,19 @@ def _loc(parts: Sequence[str | int]) -> str:
     return format_loc(cleaned)
 
 
+def size_error(payload: bytes, max_bytes: int) -> PolicyError | None:
+    """Why ``payload`` is too large to look at, None when it is not; the channel
+    checks this on arrival, before a message takes a slot in its inbox."""
+    if len(payload) > max_bytes:
+        return PolicyError("payload", f"is {len(payload)} bytes, more than the limit {max_bytes}")
+    return None
+
+
 def parse_policy(payload: bytes, max_bytes: int) -> ParsedPolicy:
     """Check size, encoding, JSON syntax and schema, in that order; raise PolicyRejected."""
-    if len(payload) > max_bytes:
-        raise PolicyRejected(
-            [PolicyError("payload", f"is {len(payload)} bytes, more than the limit {max_bytes}")]
-        )
+    too_large = size_error(payload, max_bytes)
+    if too_large is not None:
+        raise PolicyRejected([too_large])
     if not payload:
         raise PolicyRejected(
             [PolicyError("payload", "is empty (a cleared retained message); nothing changes")]

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,13 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from damond.config import ContextConfig
 from damond.policy import merge
-from damond.policy.document import (
-    SCOPES_BY_PRECEDENCE,
-    ContextPolicy,
-    ParsedPolicy,
-    PolicyDocument,
-    Scope,
-)
+from damond.policy.document import SCOPES_BY_PRECEDENCE, ParsedPolicy, PolicyDocument, Scope
+from damond.policy.merge import Policies
 
 STATE_FILE = "policy.json"
 
@@ -47,9 +42,6 @@ class _PersistedState(BaseModel):
 
 class StateFileError(Exception):
     """The state file exists but cannot be used."""
-
-
-Policies = Mapping[Scope, ParsedPolicy]
 
 
 class PolicyStore:
@@ -97,26 +89,17 @@ class PolicyStore:
             )
         return store
 
-    def get(self, scope: Scope) -> ParsedPolicy | None:
-        return self._policies.get(scope)
-
     @property
     def policies(self) -> Policies:
         return dict(self._policies)
 
     def with_policy(self, scope: Scope, parsed: ParsedPolicy) -> dict[Scope, ParsedPolicy]:
         """The policies as they would be with ``parsed`` accepted for ``scope``."""
-        return {**self._policies, scope: parsed}
+        return merge.with_policy(self._policies, scope, parsed)
 
-    def effective_contexts(
-        self, base: Sequence[ContextConfig], policies: Policies | None = None
-    ) -> list[ContextConfig]:
-        """``base`` with the policy layers on top (host over group over fleet, per field)."""
-        chosen = self._policies if policies is None else policies
-        layers: list[Mapping[str, ContextPolicy]] = [
-            chosen[scope].document.contexts for scope in SCOPES_BY_PRECEDENCE if scope in chosen
-        ]
-        return merge.effective_contexts(base, layers)
+    def effective_contexts(self, base: Sequence[ContextConfig]) -> list[ContextConfig]:
+        """``base`` under the persisted policies: what to run at start."""
+        return merge.effective_contexts(base, self._policies)
 
     def generations(self) -> dict[str, int | None]:
         return {

@@ -7,14 +7,13 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Sequence
 
 import structlog
 
 from damond.backend.base import Backend
 from damond.backend.simulated.backend import SimBackend
 from damond.backend.sysfs.backend import SysfsBackend
-from damond.config import ContextConfig, Settings
+from damond.config import Settings
 from damond.control.translation import build_context
 from damond.metrics.endpoint import MetricsEndpoint
 from damond.metrics.exporter import DaemonMetrics
@@ -54,16 +53,6 @@ def node_capacity(settings: Settings, supervisor: Supervisor) -> CapacityOf:
         return simulated.get(node)
 
     return capacity_of
-
-
-def _under_policies(channel: PolicyChannel) -> EffectiveContexts:
-    """On reload: the new configured contexts, with the accepted policies on top."""
-
-    def effective(base: Sequence[ContextConfig]) -> list[ContextConfig]:
-        channel.base_contexts = list(base)
-        return channel.effective_contexts()
-
-    return effective
 
 
 async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> None:
@@ -110,7 +99,7 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
         )
         services.append(channel.run)
         mqtt_state = channel.connection_state
-        effective_contexts = _under_policies(channel)
+        effective_contexts = channel.rebase  # a reload rebases the policies on the new file
 
     # systemd: sd_notify readiness, status and watchdog; SIGHUP reload; STOPPING=1.
     notifier = Notifier.from_environment()

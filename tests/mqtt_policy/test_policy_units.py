@@ -18,7 +18,8 @@ from damond.policy.document import (
     parse_policy,
 )
 from damond.policy.inbox import CoalescingInbox, TokenBucket
-from damond.policy.merge import effective_contexts, fit_errors
+from damond.policy.merge import apply_layers as effective_contexts
+from damond.policy.merge import fit_errors
 from damond.policy.signing import sign, signature_errors
 from damond.policy.store import STATE_FILE, PolicyStore
 from tests.mqtt_policy.support import contexts

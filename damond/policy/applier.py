@@ -1,0 +1,104 @@
+"""Carries out policy verdicts: persist an accepted policy, then apply it, or neither.
+
+Sits between the pure decision and the transport; it alone holds the configured
+contexts the policies are merged onto, so a reload rebases them here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from damond.config import ContextConfig
+from damond.policy.decision import Candidate, Verdict, decide
+from damond.policy.document import PolicyError, Scope
+from damond.policy.merge import CapacityOf, effective_contexts, effective_view
+from damond.policy.observer import PolicyMetrics
+from damond.policy.store import PolicyStore
+
+log = structlog.get_logger("damond.policy")
+
+
+class PolicyApplier:
+    """The accepted policies over the configured contexts, and how a new one gets in force."""
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        base_contexts: Sequence[ContextConfig],
+        apply_contexts: Callable[[list[ContextConfig]], None],
+        capacity_of: CapacityOf,
+        keys: Sequence[Ed25519PublicKey],
+        max_payload_bytes: int,
+        metrics: PolicyMetrics,
+    ) -> None:
+        self._store = store
+        self._base = list(base_contexts)
+        self._apply_contexts = apply_contexts
+        self._capacity_of = capacity_of
+        self._keys = list(keys)
+        self._max_payload_bytes = max_payload_bytes
+        self._metrics = metrics
+
+    def rebase(self, base: Sequence[ContextConfig]) -> list[ContextConfig]:
+        """Take ``base`` as the configured contexts (a reload); returns the ones to run."""
+        self._base = list(base)
+        return self.running()
+
+    def running(self) -> list[ContextConfig]:
+        """The contexts to run: the configured ones under the accepted policies."""
+        return effective_contexts(self._base, self._store.policies)
+
+    def effective(self) -> dict[str, dict[str, Any]]:
+        """The policy fields in force, as acks and state reports show them."""
+        return effective_view(self.running())
+
+    async def process(self, scope: Scope, payload: bytes) -> Verdict:
+        """Decide on one policy message; an accepted one is persisted, then applied."""
+        verdict = decide(
+            scope,
+            payload,
+            policies=self._store.policies,
+            base=self._base,
+            keys=self._keys,
+            capacity_of=self._capacity_of,
+            max_bytes=self._max_payload_bytes,
+        )
+        if verdict.candidate is None:
+            return verdict
+        return await self._carry_out(scope, verdict, verdict.candidate)
+
+    async def _carry_out(self, scope: Scope, verdict: Verdict, candidate: Candidate) -> Verdict:
+        previous = self._store.policies
+        try:
+            await asyncio.to_thread(self._store.save, candidate.policies)
+        except OSError as exc:
+            log.error("policy could not be persisted", path=str(self._store.path), error=str(exc))
+            return verdict.rejected(
+                PolicyError(
+                    "(root)",
+                    f"could not be persisted in {self._store.path}: {exc}; nothing changed",
+                )
+            )
+        try:
+            self._apply_contexts(candidate.contexts)
+        except Exception as exc:
+            log.error("policy could not be applied; restoring the previous one", exc_info=True)
+            await asyncio.to_thread(self._store.save, previous)
+            return verdict.rejected(
+                PolicyError("(root)", f"could not be applied: {exc}; nothing changed")
+            )
+        doc = candidate.document
+        self._metrics.policy_generation(scope.value, doc.generation)
+        log.info(
+            "policy applied",
+            scope=scope.value,
+            id=doc.id,
+            generation=doc.generation,
+            effective=effective_view(candidate.contexts),
+        )
+        return verdict
