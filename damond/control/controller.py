@@ -21,9 +21,10 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from damond.config import ContextConfig, MiB
+from damond.config import ContextConfig
 from damond.control.goalmetric import bytes_per_bp, goal_value_bp
 from damond.model import damon as model
+from damond.model.units import MiB
 
 STEP_FLOOR_BYTES = 32 * MiB
 """The quota may grow to at least this in one iteration, starting from idle."""
