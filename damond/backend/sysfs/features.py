@@ -3,9 +3,10 @@ values are accepted inside a kdamond damond owns (never a foreign one)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from damond.backend.sysfs import paths
 from damond.backend.sysfs.io import Session, SysfsError
 
 
@@ -42,45 +43,45 @@ def _accepts(s: Session, path: Path, value: str, restore: str) -> bool:
     return True
 
 
+def _by_files(s: Session, kdamond: Path, core: bool) -> Features:
+    """What scheme 0 of ``kdamond`` (and its goal 0 and filter 0, if staged) shows by
+    which files exist; ``migrate_hot`` and ``node_eligible_mem_bp`` are the caller's."""
+    return Features(
+        target_nid=s.exists(kdamond / paths.scheme_file(0, "target_nid")),
+        quota_goals=s.exists(kdamond / paths.nr_goals(0)),
+        goal_nid=s.exists(kdamond / paths.goal(0, 0, "nid")),
+        goal_tuner=s.exists(kdamond / paths.quota(0, "goal_tuner")),
+        goal_complement=s.exists(kdamond / paths.goal(0, 0, "complement")),
+        effective_bytes=s.exists(kdamond / paths.quota(0, "effective_bytes")),
+        tried_bytes=s.exists(kdamond / paths.tried_total_bytes(0)),
+        nr_snapshots=s.exists(kdamond / paths.stat(0, "nr_snapshots")),
+        core_filters=core,
+        filter_allow=s.exists(kdamond / paths.filter_file(0, core, 0, "allow")),
+        addr_unit=s.exists(kdamond / paths.ADDR_UNIT),
+        refresh_ms=s.exists(kdamond / paths.REFRESH_MS),
+        dests=s.exists(kdamond / paths.scheme_file(0, "dests")),
+    )
+
+
 def probe(s: Session, kdamond: Path) -> Features:
     """Probe inside ``kdamond`` (damond's own, off): stages a scratch context and
     removes it again, leaving ``contexts/nr_contexts`` at 0."""
-    s.write(kdamond / "contexts/nr_contexts", "1")
-    ctx = kdamond / "contexts/0"
-    s.write(ctx / "schemes/nr_schemes", "1")
-    scheme = ctx / "schemes/0"
-    quotas = scheme / "quotas"
-    quota_goals = s.exists(quotas / "goals/nr_goals")
-    goal_nid = goal_complement = eligible = False
-    if quota_goals:
-        s.write(quotas / "goals/nr_goals", "1")
-        goal = quotas / "goals/0"
-        goal_nid = s.exists(goal / "nid")
-        goal_complement = s.exists(goal / "complement")
-        eligible = _accepts(s, goal / "target_metric", "node_eligible_mem_bp", "user_input")
-    core = s.exists(scheme / "core_filters")
-    filters = scheme / ("core_filters" if core else "filters")
-    s.write(filters / "nr_filters", "1")
-    allow = s.exists(filters / "0/allow")
-    features = Features(
-        migrate_hot=_accepts(s, scheme / "action", "migrate_hot", "stat"),
-        target_nid=s.exists(scheme / "target_nid"),
-        quota_goals=quota_goals,
-        goal_nid=goal_nid,
-        goal_tuner=s.exists(quotas / "goal_tuner"),
-        goal_complement=goal_complement,
+    s.write(kdamond / paths.NR_CONTEXTS, "1")
+    s.write(kdamond / paths.NR_SCHEMES, "1")
+    eligible = False
+    if s.exists(kdamond / paths.nr_goals(0)):
+        s.write(kdamond / paths.nr_goals(0), "1")
+        metric = kdamond / paths.goal(0, 0, "target_metric")
+        eligible = _accepts(s, metric, "node_eligible_mem_bp", "user_input")
+    core = s.exists(kdamond / paths.filters(0, core=True))
+    s.write(kdamond / paths.nr_filters(0, core), "1")
+    features = replace(
+        _by_files(s, kdamond, core),
+        migrate_hot=_accepts(s, kdamond / paths.scheme_file(0, "action"), "migrate_hot", "stat"),
         node_eligible_mem_bp=eligible,
-        effective_bytes=s.exists(quotas / "effective_bytes"),
-        tried_bytes=s.exists(scheme / "tried_regions/total_bytes"),
-        nr_snapshots=s.exists(scheme / "stats/nr_snapshots"),
-        core_filters=core,
-        filter_allow=allow,
-        addr_unit=s.exists(ctx / "addr_unit"),
-        refresh_ms=s.exists(kdamond / "refresh_ms"),
-        dests=s.exists(scheme / "dests"),
     )
-    s.write(ctx / "schemes/nr_schemes", "0")
-    s.write(kdamond / "contexts/nr_contexts", "0")
+    s.write(kdamond / paths.NR_SCHEMES, "0")
+    s.write(kdamond / paths.NR_CONTEXTS, "0")
     return features
 
 
@@ -90,27 +91,10 @@ def probe_by_presence(s: Session, kdamond: Path) -> Features:
     ``node_eligible_mem_bp`` came with ``fail_charge_denom`` (both 7.2), and
     ``migrate_hot`` with ``target_nid`` (both 6.11).
     """
-    ctx = kdamond / "contexts/0"
-    scheme = ctx / "schemes/0"
-    quotas = scheme / "quotas"
-    goal = quotas / "goals/0"
-    core = s.exists(scheme / "core_filters")
-    filters = scheme / ("core_filters" if core else "filters")
-    return Features(
-        migrate_hot=s.exists(scheme / "target_nid"),
-        target_nid=s.exists(scheme / "target_nid"),
-        quota_goals=s.exists(quotas / "goals/nr_goals"),
-        goal_nid=s.exists(goal / "nid"),
-        goal_tuner=s.exists(quotas / "goal_tuner"),
-        goal_complement=s.exists(goal / "complement"),
-        node_eligible_mem_bp=s.exists(quotas / "fail_charge_denom"),
-        effective_bytes=s.exists(quotas / "effective_bytes"),
-        tried_bytes=s.exists(scheme / "tried_regions/total_bytes"),
-        nr_snapshots=s.exists(scheme / "stats/nr_snapshots"),
-        core_filters=core,
-        filter_allow=s.exists(filters / "0/allow"),
-        addr_unit=s.exists(ctx / "addr_unit"),
-        refresh_ms=s.exists(kdamond / "refresh_ms"),
-        dests=s.exists(scheme / "dests"),
+    features = _by_files(s, kdamond, s.exists(kdamond / paths.filters(0, core=True)))
+    return replace(
+        features,
+        migrate_hot=features.target_nid,
+        node_eligible_mem_bp=s.exists(kdamond / paths.quota(0, "fail_charge_denom")),
         verified=False,
     )

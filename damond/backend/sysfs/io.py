@@ -127,9 +127,5 @@ class SysfsWorker:
         except TimeoutError:
             raise BackendError(f"sysfs operation timed out after {limit:.1f} s") from None
 
-    def run_sync(self, job: Callable[[Session], T]) -> T:
-        """Run ``job`` on the worker from synchronous code (start-up, shutdown)."""
-        return self._pool.submit(job, self.session).result(self.timeout_s)
-
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

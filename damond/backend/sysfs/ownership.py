@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from damond.backend.sysfs import paths
 from damond.backend.sysfs.io import Session
-from damond.model.errors import EnvironmentRefused
+from damond.backend.sysfs.kdamond import Kdamond
+from damond.model.errors import BackendError, EnvironmentRefused
 
 RECORD_NAME = "sysfs-kdamonds.json"
 
@@ -92,22 +94,70 @@ def save_record(path: Path, record: Record) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class Claim:
+    """damond's record and where it is kept, while the backend is open. Every change
+    is saved before it matters: a crash leaves the kdamonds known as damond's."""
+
+    admin: Path
+    path: Path
+    record: Record
+
+    def save(self) -> None:
+        save_record(self.path, self.record)
+
+    def pick(self, s: Session, context: str, busy: Collection[int]) -> int:
+        """The kdamond for ``context``: the one recorded as its own (left running or
+        not), else an idle one that no other context holds."""
+        slots = sorted(self.record.slots.items())
+        for i, slot in slots:
+            if slot.context == context:
+                return i
+        for i, slot in slots:
+            idle = slot.context is None and i not in busy
+            if idle and not Kdamond.at(self.admin, i).is_on(s):
+                return i
+        raise BackendError(
+            f"context {context}: no idle kdamond left (damond owns {len(self.record.slots)}); "
+            "raise sysfs.spare_kdamonds and restart damond to add contexts"
+        )
+
+    def hold(self, index: int, context: str, pid: int) -> None:
+        slot = self.record.slots[index]
+        slot.context, slot.pid = context, pid
+        self.save()
+
+    def release(self, index: int) -> None:
+        """The kdamond is off and stays damond's, free for another context."""
+        slot = self.record.slots.get(index)
+        if slot is not None:
+            slot.context = slot.pid = None
+        self.save()
+
+    def give_up(self, index: int) -> None:
+        """Someone else runs the kdamond now: it is no longer damond's."""
+        self.record.slots.pop(index, None)
+        self.save()
+
+
 def scan(s: Session, admin_root: Path) -> list[KdamondState]:
-    kdamonds = admin_root / "kdamonds"
-    n = s.read_int(kdamonds / "nr_kdamonds")
     out = []
-    for i in range(n):
-        state = s.read(kdamonds / str(i) / "state").strip()
-        pid = s.read_int(kdamonds / str(i) / "pid") if state == "on" else -1
-        out.append(KdamondState(i, state == "on", pid))
+    for i in range(s.read_int(paths.nr_kdamonds(admin_root))):
+        kd = Kdamond.at(admin_root, i)
+        on = kd.is_on(s)
+        out.append(KdamondState(i, on, kd.pid(s) if on else -1))
     return out
+
+
+def _enabled(module_root: Path, module: str) -> Path:
+    return module_root / module / "parameters" / "enabled"
 
 
 def exclusive_modules(s: Session, module_root: Path) -> list[str]:
     """DAMON modules that hold DAMON exclusively now (their ``enabled`` is Y)."""
     held = []
     for module in EXCLUSIVE_MODULES:
-        path = module_root / module / "parameters" / "enabled"
+        path = _enabled(module_root, module)
         if s.exists(path) and s.read(path).strip() in ("Y", "y", "1"):
             held.append(module)
     return held
@@ -116,7 +166,7 @@ def exclusive_modules(s: Session, module_root: Path) -> list[str]:
 def refuse_modules(modules: Sequence[str], module_root: Path) -> EnvironmentRefused:
     parts = []
     for module in modules:
-        param = module_root / module / "parameters" / "enabled"
+        param = _enabled(module_root, module)
         parts.append(
             f"{EXCLUSIVE_MODULES[module]} ({module}) holds DAMON exclusively; free it with "
             f"'echo N > {param}' or boot with '{module}.enabled=N'"
@@ -143,20 +193,22 @@ def refuse_foreign(
     """The refusal for kdamonds damond did not create, or None if there are none."""
     running = [st for st in states if st.running and st.index not in mine]
     staged = [st for st in states if not st.running and st.index not in mine]
-    kdamonds = admin_root / "kdamonds"
+    nr_file = paths.nr_kdamonds(admin_root)
     if running:
         names = ", ".join(f"kdamond {st.index} (pid {st.pid})" for st in running)
-        stop = "; ".join(f"'echo off > {kdamonds / str(st.index) / 'state'}'" for st in running)
+        stop = "; ".join(
+            f"'echo off > {paths.kdamond(admin_root, st.index) / paths.STATE}'" for st in running
+        )
         return EnvironmentRefused(
             f"a foreign kdamond runs: {names} was not started by damond, and damond never "
             f"changes a kdamond it did not create. Free DAMON by having its owner stop it "
-            f"({stop}) and remove it ('echo 0 > {kdamonds / 'nr_kdamonds'}'). damond wrote nothing."
+            f"({stop}) and remove it ('echo 0 > {nr_file}'). damond wrote nothing."
         )
     if staged:
         names = ", ".join(str(st.index) for st in staged)
         return EnvironmentRefused(
-            f"foreign kdamonds are staged (off) under {kdamonds}: {names}; damond would have to "
-            f"rewrite nr_kdamonds, which destroys them. Free DAMON with "
-            f"'echo 0 > {kdamonds / 'nr_kdamonds'}' once their owner is done. damond wrote nothing."
+            f"foreign kdamonds are staged (off) under {paths.kdamonds(admin_root)}: {names}; "
+            f"damond would have to rewrite nr_kdamonds, which destroys them. Free DAMON with "
+            f"'echo 0 > {nr_file}' once their owner is done. damond wrote nothing."
         )
     return None

@@ -17,13 +17,15 @@ kernel parses a leading 0 as octal.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from damond.backend.sysfs import paths
 from damond.backend.sysfs.features import Features
 from damond.backend.sysfs.io import Session
 from damond.backend.sysfs.topology import Topology
+from damond.config import SysfsConfig
 from damond.model import damon as model
 
 Entry = tuple[str, str]
@@ -44,122 +46,120 @@ class Layout:
                 return value
         raise KeyError(rel)
 
+    def with_values(self, values: Mapping[str, str]) -> Layout:
+        """This layout after an online write of ``values`` (paths it already has)."""
+        return replace(self, entries=tuple((p, values.get(p, v)) for p, v in self.entries))
 
-def scheme_dir(index: int) -> str:
-    return f"contexts/0/schemes/{index}"
 
-
-def _pattern(prefix: str, p: model.AccessPattern) -> list[Entry]:
+def _pattern(s: int, p: model.AccessPattern) -> list[Entry]:
     return [
-        (f"{prefix}/access_pattern/sz/min", str(p.sz_min)),
-        (f"{prefix}/access_pattern/sz/max", str(p.sz_max)),
-        (f"{prefix}/access_pattern/nr_accesses/min", str(p.nr_accesses_min)),
-        (f"{prefix}/access_pattern/nr_accesses/max", str(p.nr_accesses_max)),
-        (f"{prefix}/access_pattern/age/min", str(p.age_min)),
-        (f"{prefix}/access_pattern/age/max", str(p.age_max)),
+        (paths.access_pattern(s, "sz", "min"), str(p.sz_min)),
+        (paths.access_pattern(s, "sz", "max"), str(p.sz_max)),
+        (paths.access_pattern(s, "nr_accesses", "min"), str(p.nr_accesses_min)),
+        (paths.access_pattern(s, "nr_accesses", "max"), str(p.nr_accesses_max)),
+        (paths.access_pattern(s, "age", "min"), str(p.age_min)),
+        (paths.access_pattern(s, "age", "max"), str(p.age_max)),
     ]
 
 
-def _reject_filters(prefix: str, ranges: Sequence[model.AddressRange], f: Features) -> list[Entry]:
-    where = f"{prefix}/{'core_filters' if f.core_filters else 'filters'}"
-    out: list[Entry] = [(f"{where}/nr_filters", str(len(ranges)))]
+def _reject_filters(s: int, ranges: Sequence[model.AddressRange], f: Features) -> list[Entry]:
+    core = f.core_filters
+    out: list[Entry] = [(paths.nr_filters(s, core), str(len(ranges)))]
     for i, r in enumerate(ranges):
-        out += [(f"{where}/{i}/type", "addr"), (f"{where}/{i}/matching", "Y")]
+        out += [
+            (paths.filter_file(s, core, i, "type"), "addr"),
+            (paths.filter_file(s, core, i, "matching"), "Y"),
+        ]
         if f.filter_allow:
-            out.append((f"{where}/{i}/allow", "N"))
-        out += [(f"{where}/{i}/addr_start", str(r.start)), (f"{where}/{i}/addr_end", str(r.end))]
+            out.append((paths.filter_file(s, core, i, "allow"), "N"))
+        out += [
+            (paths.filter_file(s, core, i, "addr_start"), str(r.start)),
+            (paths.filter_file(s, core, i, "addr_end"), str(r.end)),
+        ]
+    return out
+
+
+def _goals(s: int, goals: Sequence[model.QuotaGoal], f: Features) -> list[Entry]:
+    out: list[Entry] = [(paths.nr_goals(s), str(len(goals)))]
+    for i, goal in enumerate(goals):
+        out += [
+            (paths.goal(s, i, "target_metric"), goal.metric.value),
+            (paths.goal(s, i, "target_value"), str(goal.target_value)),
+            # A neutral start (score 10000): the tuner neither grows nor shrinks
+            # the quota until damond feeds its first measurement.
+            (paths.goal(s, i, "current_value"), str(goal.current_value or goal.target_value)),
+        ]
+        if f.goal_nid:
+            out.append((paths.goal(s, i, "nid"), str(goal.nid)))
     return out
 
 
 def _scheme(
-    prefix: str,
+    s: int,
     scheme: model.Scheme,
     keep: Sequence[int],
     topo: Topology,
     f: Features,
 ) -> list[Entry]:
     quota = scheme.quota
-    out: list[Entry] = [(f"{prefix}/action", scheme.action.value)]
+    out: list[Entry] = [(paths.scheme_file(s, "action"), scheme.action.value)]
     if f.target_nid:
-        out.append((f"{prefix}/target_nid", str(scheme.target_nid)))
-    out.append((f"{prefix}/apply_interval_us", str(scheme.apply_interval_us)))
-    out += _pattern(prefix, scheme.access_pattern)
+        out.append((paths.scheme_file(s, "target_nid"), str(scheme.target_nid)))
+    out.append((paths.scheme_file(s, "apply_interval_us"), str(scheme.apply_interval_us)))
+    out += _pattern(s, scheme.access_pattern)
     out += [
-        (f"{prefix}/quotas/ms", str(quota.ms)),
-        (f"{prefix}/quotas/bytes", str(quota.bytes)),
-        (f"{prefix}/quotas/reset_interval_ms", str(quota.reset_interval_ms)),
-        (f"{prefix}/quotas/weights/sz_permil", str(quota.weights.sz_permil)),
-        (f"{prefix}/quotas/weights/nr_accesses_permil", str(quota.weights.nr_accesses_permil)),
-        (f"{prefix}/quotas/weights/age_permil", str(quota.weights.age_permil)),
+        (paths.quota(s, "ms"), str(quota.ms)),
+        (paths.quota(s, "bytes"), str(quota.bytes)),
+        (paths.quota(s, "reset_interval_ms"), str(quota.reset_interval_ms)),
+        (paths.weight(s, "sz_permil"), str(quota.weights.sz_permil)),
+        (paths.weight(s, "nr_accesses_permil"), str(quota.weights.nr_accesses_permil)),
+        (paths.weight(s, "age_permil"), str(quota.weights.age_permil)),
     ]
     if f.goal_tuner:
-        out.append((f"{prefix}/quotas/goal_tuner", quota.goal_tuner.value))
+        out.append((paths.quota(s, "goal_tuner"), quota.goal_tuner.value))
     if f.quota_goals:
-        out.append((f"{prefix}/quotas/goals/nr_goals", str(len(quota.goals))))
-        for i, goal in enumerate(quota.goals):
-            g = f"{prefix}/quotas/goals/{i}"
-            out += [
-                (f"{g}/target_metric", goal.metric.value),
-                (f"{g}/target_value", str(goal.target_value)),
-            ]
-            # A neutral start (score 10000): the tuner neither grows nor shrinks
-            # the quota until damond feeds its first measurement.
-            out.append((f"{g}/current_value", str(goal.current_value or goal.target_value)))
-            if f.goal_nid:
-                out.append((f"{g}/nid", str(goal.nid)))
-    out += [(f"{prefix}/watermarks/metric", "none")]
+        out += _goals(s, quota.goals, f)
+    out += [(paths.watermarks_metric(s), "none")]
     others = [r for nid, rs in sorted(topo.ranges.items()) if nid not in keep for r in rs]
-    out += _reject_filters(prefix, others, f)
+    out += _reject_filters(s, others, f)
     return out
 
 
-def layout(
-    ctx: model.Context,
-    topo: Topology,
-    features: Features,
-    *,
-    refresh_ms: int,
-    nr_regions: tuple[int, int],
-    stat_apply_interval_us: int,
-) -> Layout:
+def layout(ctx: model.Context, topo: Topology, features: Features, cfg: SysfsConfig) -> Layout:
     """Every file of ``ctx``'s kdamond, parents' ``nr_*`` before their children."""
     if not ctx.schemes:
         raise ValueError(f"context {ctx.name} has no scheme")
     working = ctx.schemes[WORKING_SCHEME]
     regions = ctx.regions or topo.all_ranges()
-    c = "contexts/0"
     out: list[Entry] = []
     if features.refresh_ms:
-        out.append(("refresh_ms", str(refresh_ms)))
-    out += [("contexts/nr_contexts", "1"), (f"{c}/operations", ctx.operations.value)]
+        out.append((paths.REFRESH_MS, str(cfg.refresh_ms)))
+    out += [(paths.NR_CONTEXTS, "1"), (paths.OPERATIONS, ctx.operations.value)]
     if features.addr_unit:
-        out.append((f"{c}/addr_unit", "1"))
+        out.append((paths.ADDR_UNIT, "1"))
     iv = ctx.intervals
     out += [
-        (f"{c}/monitoring_attrs/intervals/sample_us", str(iv.sample_us)),
-        (f"{c}/monitoring_attrs/intervals/aggr_us", str(iv.aggr_us)),
-        (f"{c}/monitoring_attrs/intervals/update_us", str(iv.update_us)),
-        (f"{c}/monitoring_attrs/nr_regions/min", str(nr_regions[0])),
-        (f"{c}/monitoring_attrs/nr_regions/max", str(nr_regions[1])),
-        (f"{c}/targets/nr_targets", "1"),
-        (f"{c}/targets/0/regions/nr_regions", str(len(regions))),
+        (paths.interval("sample_us"), str(iv.sample_us)),
+        (paths.interval("aggr_us"), str(iv.aggr_us)),
+        (paths.interval("update_us"), str(iv.update_us)),
+        (paths.nr_regions_bound("min"), str(cfg.nr_regions_min)),
+        (paths.nr_regions_bound("max"), str(cfg.nr_regions_max)),
+        (paths.NR_TARGETS, "1"),
+        (paths.NR_REGIONS, str(len(regions))),
     ]
     for i, r in enumerate(regions):
-        out += [
-            (f"{c}/targets/0/regions/{i}/start", str(r.start)),
-            (f"{c}/targets/0/regions/{i}/end", str(r.end)),
-        ]
+        out += [(paths.region(i, "start"), str(r.start)), (paths.region(i, "end"), str(r.end))]
     stat_nodes = topo.nodes
-    out.append((f"{c}/schemes/nr_schemes", str(1 + len(stat_nodes))))
-    out += _scheme(scheme_dir(WORKING_SCHEME), working, ctx.nodes, topo, features)
+    out.append((paths.NR_SCHEMES, str(1 + len(stat_nodes))))
+    out += _scheme(WORKING_SCHEME, working, ctx.nodes, topo, features)
+    stat = model.Scheme(
+        action=model.Action.STAT,
+        access_pattern=working.access_pattern,
+        quota=model.Quota(bytes=0, ms=0, reset_interval_ms=0),
+        apply_interval_us=cfg.stat_apply_interval_us,
+    )
     for i, nid in enumerate(stat_nodes):
-        stat = model.Scheme(
-            action=model.Action.STAT,
-            access_pattern=working.access_pattern,
-            quota=model.Quota(bytes=0, ms=0, reset_interval_ms=0),
-            apply_interval_us=stat_apply_interval_us,
-        )
-        out += _scheme(scheme_dir(i + 1), stat, (nid,), topo, features)
+        out += _scheme(i + 1, stat, (nid,), topo, features)
     return Layout(entries=tuple(out), stat_nodes=stat_nodes)
 
 
