@@ -11,6 +11,7 @@ import asyncio
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 
 from damond.backend.simulated.machine import SimMachine, SimScheme
 from damond.config import ContextConfig, SimulationConfig
@@ -49,6 +50,8 @@ class SimBackend:
     ) -> None:
         step_s, samples = machine_step(contexts)
         self.machine = SimMachine(cfg, step_s, samples)
+        self._capacity = MappingProxyType(self.machine.capacity)
+        """Every snapshot's capacities: a read-only view, as they never change."""
         self._clock = clock
         self._faults = cfg.faults
         self._fault_left = [f.count for f in cfg.faults]
@@ -99,7 +102,7 @@ class SimBackend:
         return Snapshot(
             time_s=self.machine.t,
             eligible_bytes=self.machine.eligible_bytes(scheme.pattern),
-            capacity_bytes=dict(self.machine.capacity),
+            capacity_bytes=self._capacity,
             stats=scheme.stats,
             quota_bytes=scheme.quota_bytes,
             effective_quota_bytes=min(scheme.esz, 2**64 - 1),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from damond.config import SimulationConfig
@@ -50,9 +51,10 @@ class _Chunk:
         self.last_move_t = -math.inf
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Pattern:
-    """An access pattern in machine units (samples per step, steps)."""
+    """An access pattern in machine units (samples per step, steps); hashable, as it keys
+    the machine's eligible-bytes cache."""
 
     nr_min: float
     nr_max: float
@@ -108,6 +110,12 @@ class SimMachine:
         self.pingpong_bytes = 0
         self._pending_shifts = sorted(cfg.shifts, key=lambda s: s.at_s)
         self._reset_threshold = max(1, self.samples // 3)
+        self._eligible: dict[_Pattern, dict[int, int]] = {}
+        """Eligible bytes per node of each pattern asked about since the last sampling,
+        kept exact through migrations; contexts sharing a pattern count it once."""
+        self._eligible_out: dict[_Pattern, Mapping[int, int]] = {}
+        """Copies of :attr:`_eligible` handed out until the chunks next change; never
+        changed, as snapshots keep them."""
         self._place_memory()
 
     def _place_memory(self) -> None:
@@ -163,14 +171,24 @@ class SimMachine:
     def remove_scheme(self, name: str) -> None:
         self.schemes.pop(name, None)
 
-    def pattern_of(self, name: str) -> _Pattern:
-        return self.schemes[name].pattern
-
-    def eligible_bytes(self, pattern: _Pattern) -> dict[int, int]:
-        out = dict.fromkeys(self.capacity, 0)
-        for node, chunks in self.by_node.items():
-            out[node] = sum(c.size for c in chunks if pattern.matches(c))
+    def eligible_bytes(self, pattern: _Pattern) -> Mapping[int, int]:
+        """Bytes per node matching ``pattern`` now; callers must not change the mapping,
+        which is shared by every caller until the chunks next change."""
+        out = self._eligible_out.get(pattern)
+        if out is None:
+            out = self._eligible_out[pattern] = dict(self._eligible_now(pattern))
         return out
+
+    def _eligible_now(self, pattern: _Pattern) -> dict[int, int]:
+        """The machine's own counts, which migrations update in place."""
+        counts = self._eligible.get(pattern)
+        if counts is None:
+            matches = pattern.matches
+            counts = self._eligible[pattern] = {
+                node: sum(c.size for c in chunks if matches(c))
+                for node, chunks in self.by_node.items()
+            }
+        return counts
 
     # --- time --------------------------------------------------------------
 
@@ -202,6 +220,8 @@ class SimMachine:
                 a.set_name, b.set_name = b.set_name, a.set_name
 
     def _sample(self) -> None:
+        self._eligible.clear()
+        self._eligible_out.clear()
         n = self.samples
         gauss = self.rng.gauss
         threshold = self._reset_threshold
@@ -225,7 +245,7 @@ class SimMachine:
 
     def goal_current(self, scheme: SimScheme, goal: model.QuotaGoal) -> int:
         if goal.metric is model.GoalMetric.NODE_ELIGIBLE_MEM_BP:
-            return node_eligible_mem_bp(self.eligible_bytes(scheme.pattern), goal.nid)
+            return node_eligible_mem_bp(self._eligible_now(scheme.pattern), goal.nid)
         return goal.current_value
 
     def _adjust_quota(self, scheme: SimScheme) -> None:
@@ -261,42 +281,50 @@ class SimMachine:
         return w.nr_accesses_permil * hot + w.age_permil * age
 
     def _apply(self, scheme: SimScheme, budget: float) -> float:
-        if not scheme.enabled or scheme.esz <= 0 or budget <= 0:
+        """Take ``scheme``'s candidates in priority order within its quota and ``budget``.
+
+        Every chunk is ``chunk_bytes`` long, so whether a turn takes a chunk does not
+        depend on which one: the candidates are ranked only once one is taken, which
+        a quota of less than a chunk (an idle context's) rarely does.
+        """
+        if not scheme.enabled or scheme.esz <= scheme.charged or budget <= 0:
             return budget
         candidates = [c for c in self.by_node[scheme.source] if scheme.pattern.matches(c)]
-        if not candidates:
-            return budget
-        candidates.sort(key=lambda c: self._priority(scheme, c), reverse=True)
+        size = self.cfg.chunk_bytes
         tried = applied = nr_tried = nr_applied = 0
-        for c in candidates:
+        for turn in range(len(candidates)):
             remaining = scheme.esz - scheme.charged
-            if remaining <= 0 or budget < c.size:
+            if remaining <= 0 or budget < size:
                 break
-            if remaining < c.size:
+            if remaining < size:
                 scheme.charged = scheme.esz
-                if self.rng.random() >= remaining / c.size:
+                if self.rng.random() >= remaining / size:
                     break
             else:
-                scheme.charged += c.size
-            tried += c.size
+                scheme.charged += size
+            if turn == 0:
+                candidates.sort(key=lambda c: self._priority(scheme, c), reverse=True)
+            tried += size
             nr_tried += 1
-            if self.capacity[scheme.dest] - self.used[scheme.dest] < c.size:
+            if self.capacity[scheme.dest] - self.used[scheme.dest] < size:
                 continue
-            self._move(scheme, c)
-            budget -= c.size
-            applied += c.size
+            self._move(scheme, candidates[turn])
+            budget -= size
+            applied += size
             nr_applied += 1
-        scheme.stats = _add(
-            scheme.stats,
-            nr_tried=nr_tried,
-            sz_tried=tried,
-            nr_applied=nr_applied,
-            sz_applied=applied,
-        )
+        if nr_tried:
+            scheme.stats = _add(
+                scheme.stats,
+                nr_tried=nr_tried,
+                sz_tried=tried,
+                nr_applied=nr_applied,
+                sz_applied=applied,
+            )
         return budget
 
     def _move(self, scheme: SimScheme, c: _Chunk) -> None:
         src, dst = c.node, scheme.dest
+        self._count_eligible(c, -c.size)
         self.by_node[src].remove(c)
         self.by_node[dst].append(c)
         self.used[src] -= c.size
@@ -309,6 +337,14 @@ class SimMachine:
         c.nr = 0
         c.age = 0
         self.migrated_bytes += c.size
+        self._count_eligible(c, c.size)
+
+    def _count_eligible(self, c: _Chunk, delta: int) -> None:
+        """Keep the eligible bytes exact as ``c`` leaves (-size) or joins (+size) its node."""
+        self._eligible_out.clear()
+        for pattern, counts in self._eligible.items():
+            if pattern.matches(c):
+                counts[c.node] += delta
 
 
 def _add(stats: SchemeStats, **delta: int) -> SchemeStats:
