@@ -25,6 +25,11 @@ def set_log_level(level: str) -> None:
     _threshold = _LEVELS[level]
 
 
+def enabled(level: str) -> bool:
+    """Whether events of ``level`` are logged now: a hot path asks before it builds one."""
+    return _LEVELS[level] >= _threshold
+
+
 def _drop_below_threshold(
     logger: object, method_name: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:

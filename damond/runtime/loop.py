@@ -13,6 +13,7 @@ from damond.config import ContextConfig
 from damond.control.arbiter import GoalArbiter
 from damond.control.status import ContextStatus
 from damond.control.tick import ContextControl
+from damond.runtime import logs
 
 IterationObserver = Callable[[ContextStatus, float], None]
 """Called after every iteration with the status and the iteration's seconds."""
@@ -122,7 +123,7 @@ class ContextLoop:
                 mode=self.cfg.mode.value,
                 eligible_bytes=snap.eligible_bytes,
             )
-        else:
+        elif logs.enabled("debug"):
             self.log.debug(
                 "iteration",
                 metric_bp=metric,

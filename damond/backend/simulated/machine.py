@@ -110,6 +110,8 @@ class SimMachine:
         self.pingpong_bytes = 0
         self._pending_shifts = sorted(cfg.shifts, key=lambda s: s.at_s)
         self._reset_threshold = max(1, self.samples // 3)
+        self._spread: dict[float, tuple[float, float]] = {}
+        """Mean and standard deviation of a sample count, by access rate."""
         self._eligible: dict[_Pattern, dict[int, int]] = {}
         """Eligible bytes per node of each pattern asked about since the last sampling,
         kept exact through migrations; contexts sharing a pattern count it once."""
@@ -224,6 +226,7 @@ class SimMachine:
         self._eligible_out.clear()
         n = self.samples
         gauss = self.rng.gauss
+        spread = self._spread
         threshold = self._reset_threshold
         for c in self.chunks:
             rate = c.rate
@@ -232,8 +235,11 @@ class SimMachine:
             elif rate >= 1.0:
                 nr = n
             else:
-                mean = n * rate
-                nr = round(mean + gauss(0.0, math.sqrt(mean * (1.0 - rate))))
+                mean_sd = spread.get(rate)
+                if mean_sd is None:
+                    mean = n * rate
+                    mean_sd = spread[rate] = (mean, math.sqrt(mean * (1.0 - rate)))
+                nr = round(gauss(*mean_sd))
                 nr = 0 if nr < 0 else (n if nr > n else nr)
             if abs(nr - c.nr) > threshold:
                 c.age = 0
@@ -284,15 +290,17 @@ class SimMachine:
         """Take ``scheme``'s candidates in priority order within its quota and ``budget``.
 
         Every chunk is ``chunk_bytes`` long, so whether a turn takes a chunk does not
-        depend on which one: the candidates are ranked only once one is taken, which
+        depend on which one, and the number of turns is the eligible bytes on the source
+        over a chunk: the candidates are listed and ranked only once one is taken, which
         a quota of less than a chunk (an idle context's) rarely does.
         """
         if not scheme.enabled or scheme.esz <= scheme.charged or budget <= 0:
             return budget
-        candidates = [c for c in self.by_node[scheme.source] if scheme.pattern.matches(c)]
         size = self.cfg.chunk_bytes
+        matches = scheme.pattern.matches
+        candidates: list[_Chunk] = []
         tried = applied = nr_tried = nr_applied = 0
-        for turn in range(len(candidates)):
+        for turn in range(self._eligible_now(scheme.pattern)[scheme.source] // size):
             remaining = scheme.esz - scheme.charged
             if remaining <= 0 or budget < size:
                 break
@@ -303,6 +311,7 @@ class SimMachine:
             else:
                 scheme.charged += size
             if turn == 0:
+                candidates = [c for c in self.by_node[scheme.source] if matches(c)]
                 candidates.sort(key=lambda c: self._priority(scheme, c), reverse=True)
             tried += size
             nr_tried += 1
