@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -28,8 +29,11 @@ class ContextLoop:
         interval_s: float,
         observers: Sequence[IterationObserver] = (),
         record_history: bool = False,
+        epoch: float | None = None,
     ) -> None:
         self.control = ContextControl(cfg, interval_s)
+        self.epoch = epoch
+        """Monotonic time the loop's ticks count from; None: from when it starts."""
         self.backend = backend
         self.arbiter = arbiter
         self.interval_s = interval_s
@@ -68,21 +72,20 @@ class ContextLoop:
             await self.backend.stop_context(self.cfg.name)
 
     async def run(self) -> None:
-        """Iterate every ``interval_s`` until cancelled."""
+        """Iterate every ``interval_s`` until cancelled, on the ticks ``epoch + k *
+        interval_s``: loops that share an epoch (the supervisor's) wake together, once per
+        interval, instead of one by one. A late iteration waits for the next tick."""
         await self.setup()
-        next_tick = time.monotonic()
+        epoch = time.monotonic() if self.epoch is None else self.epoch
         try:
             while True:
                 if self._needs_restart:
                     await self.backend.stop_context(self.cfg.name)
                     await self.setup()
                 await self.step()
-                next_tick += self.interval_s
-                delay = next_tick - time.monotonic()
-                if delay < 0:
-                    next_tick = time.monotonic()
-                    delay = 0
-                await asyncio.sleep(delay)
+                now = time.monotonic()
+                ticks = math.floor((now - epoch) / self.interval_s) + 1
+                await asyncio.sleep(epoch + ticks * self.interval_s - now)
         finally:
             self.status.up = False
 

@@ -8,6 +8,7 @@ stuck loop stops the pings and systemd restarts the service.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 
 import structlog
@@ -81,7 +82,8 @@ class ServiceNotifications:
         log.info("ready", status=text)
         period = max(STATUS_MIN_PERIOD_S, self.supervisor.settings.interval_s)
         while True:
-            await asyncio.sleep(period)
+            # on the context loops' ticks: the process wakes once per interval, not twice
+            await asyncio.sleep(period - (time.monotonic() - self.supervisor.epoch) % period)
             new_text = self.status_text()
             if new_text != text:
                 self.notifier.status(new_text)

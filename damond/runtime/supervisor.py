@@ -47,6 +47,8 @@ class Supervisor:
         self.arbiter = GoalArbiter(stale_after_s=3 * settings.interval_s)
         self.loops: dict[str, ContextLoop] = {}
         self.stop_event = asyncio.Event()
+        self.epoch = time.monotonic()
+        """Every context loop's ticks count from here (the start), so that they wake together."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._leave_running = False
         self._tg: asyncio.TaskGroup | None = None
@@ -73,6 +75,7 @@ class Supervisor:
     async def run(self) -> None:
         """Run until :meth:`stop`; backend errors at open propagate to the caller."""
         await self.backend.open()
+        self.epoch = time.monotonic()
         slow_stop: asyncio.TimerHandle | None = None
         try:
             async with asyncio.TaskGroup() as tg:
@@ -130,7 +133,12 @@ class Supervisor:
         if self._tg is None:
             raise RuntimeError("the supervisor is not running")
         loop = ContextLoop(
-            ctx, self.backend, self.arbiter, self.settings.interval_s, self.observers
+            ctx,
+            self.backend,
+            self.arbiter,
+            self.settings.interval_s,
+            self.observers,
+            epoch=self.epoch,
         )
         self.loops[ctx.name] = loop
         loop.status.alive_since_monotonic = time.monotonic()
