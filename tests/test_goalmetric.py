@@ -4,12 +4,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from damond.control.goalmetric import (
-    BP_SCALE,
     bytes_per_bp,
     goal_value_bp,
     node_eligible_mem_bp,
     node_target_mem_bp,
 )
+from damond.model.units import BP_SCALE
 
 sizes = st.integers(min_value=0, max_value=2**50)
 nodes = st.dictionaries(st.integers(min_value=0, max_value=7), sizes, min_size=1, max_size=8)

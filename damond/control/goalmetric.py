@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-BP_SCALE = 10_000
+from damond.model.units import BP_SCALE
 
 
 def _ratio_bp(numerator: int, denominator: int) -> int:

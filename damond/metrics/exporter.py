@@ -1,4 +1,4 @@
-"""The daemon's Prometheus metrics (names and labels: the design notes' contract).
+"""The daemon's Prometheus metrics (names and labels: the README's Metrics section).
 
 :class:`DaemonMetrics` is an iteration observer: every context iteration
 feeds it the loop's status, from which it keeps the scheme counters (made

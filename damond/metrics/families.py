@@ -1,10 +1,10 @@
 """The exported metric families, one row each, in exposition order.
 
-The names, labels and types are a contract (docs/design.md, "Prometheus
-metrics"). A per-context metric is one :class:`ContextFamily` row: its value
-comes from the context's live status or from what the exporter accumulated for
-it (:class:`~damond.metrics.state.ContextSeries`); a row whose value is None
-for a context has no sample for it.
+The names, labels and types are a contract (the README's Metrics section). A
+per-context metric is one :class:`ContextFamily` row: its value comes from the
+context's live status or from what the exporter accumulated for it
+(:class:`~damond.metrics.state.ContextSeries`); a row whose value is None for a
+context has no sample for it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from damond.metrics.rows import (
     Sample,
 )
 from damond.metrics.state import ITERATION_BUCKETS_S, HostState
-
-BP_PER_RATIO = 10_000
+from damond.model.units import BP_SCALE
 
 BY_CONTEXT = ContextLabels(("context",), lambda status: (status.name,))
 BY_GOAL = ContextLabels(
@@ -103,14 +102,14 @@ FAMILIES: tuple[Family, ...] = (
         "gauge",
         "The goal's target value as a ratio (basis points / 10000).",
         BY_GOAL,
-        lambda status, _: status.target_bp / BP_PER_RATIO,
+        lambda status, _: status.target_bp / BP_SCALE,
     ),
     ContextFamily(
         "damond_goal_current_ratio",
         "gauge",
         "The goal metric's last measured value as a ratio (basis points / 10000).",
         BY_GOAL,
-        lambda status, _: None if status.metric_bp is None else status.metric_bp / BP_PER_RATIO,
+        lambda status, _: None if status.metric_bp is None else status.metric_bp / BP_SCALE,
     ),
     ContextNodeFamily(
         "damond_node_eligible_bytes",

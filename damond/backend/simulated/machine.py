@@ -6,7 +6,7 @@ true access rate. Every aggregation step the machine samples each chunk's
 then act on the chunks that match their access pattern, within their quota
 window and the machine's migration bandwidth, and only onto nodes with room.
 
-Kernel behaviour reproduced (see shared/docs/damon-interface.md):
+Kernel behaviour reproduced:
 - a size quota of 0 means no limit; goals make the tuner (``consist`` or
   ``temporal``) set the effective quota once per reset interval;
 - the highest-priority regions (weights on nr_accesses and age) go first, and
