@@ -20,6 +20,13 @@ IterationObserver = Callable[[ContextStatus, float], None]
 """Called after every iteration with the status and the iteration's seconds."""
 
 
+async def sleep_to_next_tick(epoch: float, period_s: float) -> None:
+    """Sleep until the next ``epoch + k * period_s`` after now: whatever ticks on one
+    epoch wakes together."""
+    now = time.monotonic()
+    await asyncio.sleep(epoch + (math.floor((now - epoch) / period_s) + 1) * period_s - now)
+
+
 class ContextLoop:
     def __init__(
         self,
@@ -83,9 +90,7 @@ class ContextLoop:
                     await self.backend.stop_context(self.cfg.name)
                     await self.setup()
                 await self.step()
-                now = time.monotonic()
-                ticks = math.floor((now - epoch) / self.interval_s) + 1
-                await asyncio.sleep(epoch + ticks * self.interval_s - now)
+                await sleep_to_next_tick(epoch, self.interval_s)
         finally:
             self.status.up = False
 

@@ -8,12 +8,12 @@ stuck loop stops the pings and systemd restarts the service.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 
 import structlog
 
 from damond.control.status import ContextStatus
+from damond.runtime.loop import sleep_to_next_tick
 from damond.runtime.sdnotify import Notifier
 from damond.runtime.supervisor import Supervisor
 
@@ -83,7 +83,7 @@ class ServiceNotifications:
         period = max(STATUS_MIN_PERIOD_S, self.supervisor.settings.interval_s)
         while True:
             # on the context loops' ticks: the process wakes once per interval, not twice
-            await asyncio.sleep(period - (time.monotonic() - self.supervisor.epoch) % period)
+            await sleep_to_next_tick(self.supervisor.epoch, period)
             new_text = self.status_text()
             if new_text != text:
                 self.notifier.status(new_text)
