@@ -14,9 +14,9 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from damond.config import ContextConfig
-from damond.policy.decision import Candidate, Verdict, decide
+from damond.policy.decision import Candidate, Screened, Verdict, decide, screen
 from damond.policy.document import PolicyError, Scope
-from damond.policy.merge import CapacityOf, effective_contexts, effective_view
+from damond.policy.merge import CapacityOf, Policies, effective_contexts, effective_view
 from damond.policy.observer import PolicyMetrics
 from damond.policy.store import PolicyStore
 
@@ -57,16 +57,27 @@ class PolicyApplier:
         """The policy fields in force, as acks and state reports show them."""
         return effective_view(self.running())
 
-    async def process(self, scope: Scope, payload: bytes) -> Verdict:
-        """Decide on one policy message; an accepted one is persisted, then applied."""
-        verdict = decide(
+    def screen(self, scope: Scope, payload: bytes) -> Screened | Verdict:
+        """The checks that do not depend on what is applied, run on arrival."""
+        return screen(
             scope,
             payload,
-            policies=self._store.policies,
+            address=self._store.address,
             base=self._base,
             keys=self._keys,
             capacity_of=self._capacity_of,
             max_bytes=self._max_payload_bytes,
+        )
+
+    async def process(self, scope: Scope, message: Screened) -> Verdict:
+        """Decide on one screened message; an accepted one is persisted, then applied."""
+        verdict = decide(
+            scope,
+            message,
+            policies=self._store.policies,
+            high_water=self._store.high_water.get(self._store.scope_key(scope), message.signer),
+            base=self._base,
+            capacity_of=self._capacity_of,
         )
         if verdict.candidate is None:
             return verdict
@@ -74,8 +85,10 @@ class PolicyApplier:
 
     async def _carry_out(self, scope: Scope, verdict: Verdict, candidate: Candidate) -> Verdict:
         previous = self._store.policies
+        doc = candidate.document
+        mark = (scope, candidate.signer, doc.generation)
         try:
-            await asyncio.to_thread(self._store.save, candidate.policies)
+            await asyncio.to_thread(self._store.save, candidate.policies, mark)
         except OSError as exc:
             log.error("policy could not be persisted", path=str(self._store.path), error=str(exc))
             return verdict.rejected(
@@ -84,21 +97,30 @@ class PolicyApplier:
                     f"could not be persisted in {self._store.path}: {exc}; nothing changed",
                 )
             )
+        # merged onto the configuration in force now: a reload may have come in
+        # while the policy was being written, and must not be undone
+        contexts = effective_contexts(self._base, candidate.policies)
         try:
-            self._apply_contexts(candidate.contexts)
+            self._apply_contexts(contexts)
         except Exception as exc:
             log.error("policy could not be applied; restoring the previous one", exc_info=True)
-            await asyncio.to_thread(self._store.save, previous)
+            await asyncio.to_thread(self._restore, previous)
             return verdict.rejected(
                 PolicyError("(root)", f"could not be applied: {exc}; nothing changed")
             )
-        doc = candidate.document
         self._metrics.policy_generation(scope.value, doc.generation)
         log.info(
             "policy applied",
             scope=scope.value,
             id=doc.id,
             generation=doc.generation,
-            effective=effective_view(candidate.contexts),
+            effective=effective_view(contexts),
         )
         return verdict
+
+    def _restore(self, previous: Policies) -> None:
+        """Put the previous policies back on disk, best effort (blocking)."""
+        try:
+            self._store.save(previous)
+        except OSError as exc:
+            log.error("previous policy could not be restored on disk", error=str(exc))

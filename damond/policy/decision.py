@@ -1,8 +1,11 @@
 """What to answer to one policy message, decided without touching anything.
 
 Kept apart from the MQTT transport and from persistence so that every rule a
-document must pass (and every text an operator reads in the ack) sits in one
-pure function that needs neither a broker nor a disk.
+document must pass (and every text an operator reads in the ack) sits in pure
+functions that need neither a broker nor a disk. A message is screened on
+arrival (everything that does not depend on what is applied), so that only a
+valid message may wait for its turn and replace another; it is decided when
+its turn comes (duplicate, stale, fit).
 """
 
 from __future__ import annotations
@@ -16,25 +19,45 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from damond.config import ContextConfig
 from damond.policy.document import (
+    Address,
+    ParsedPolicy,
     PolicyDocument,
     PolicyError,
     PolicyRejected,
     Scope,
-    parse_policy,
+    address_errors,
+    identity,
+    parse_object,
+    validate_document,
 )
-from damond.policy.merge import CapacityOf, Policies, effective_contexts, fit_errors, with_policy
-from damond.policy.signing import signature_errors
+from damond.policy.merge import CapacityOf, Policies, fit_errors, with_policy
+from damond.policy.signing import signer_of
 
-Status = Literal["applied", "stale", "duplicate", "rejected"]
+BINDS = "the signature binds the document to where it applies"
+
+Status = Literal["applied", "stale", "superseded", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A message that passed every check that does not depend on what is applied."""
+
+    parsed: ParsedPolicy
+    signer: str
+    """The key that signed it (``signing.key_id``), or ``signing.UNSIGNED``."""
+
+    @property
+    def document(self) -> PolicyDocument:
+        return self.parsed.document
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An accepted document and what it leads to: all policies to persist, the contexts to run."""
+    """An accepted document and all the policies to persist with it."""
 
     document: PolicyDocument
+    signer: str
     policies: Policies
-    contexts: list[ContextConfig]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,29 +79,58 @@ class Verdict:
         return dataclasses.replace(self, status="rejected", errors=[error], candidate=None)
 
 
-def decide(
+def screen(
     scope: Scope,
     payload: bytes,
     *,
-    policies: Policies,
+    address: Address,
     base: Sequence[ContextConfig],
     keys: Sequence[Ed25519PublicKey],
     capacity_of: CapacityOf,
     max_bytes: int,
-) -> Verdict:
-    """Check ``payload`` for ``scope`` against the accepted ``policies`` and the
-    configured contexts ``base``: parse, signature, duplicate, stale, fit, in that order."""
+) -> Screened | Verdict:
+    """Parse, then the signature (before any value, so that an unsigned document draws
+    one error however many values it has), then schema, address and fit."""
     try:
-        parsed = parse_policy(payload, max_bytes)
+        raw = parse_object(payload, max_bytes)
     except PolicyRejected as exc:
-        errors = list(exc.errors)
-        if exc.raw is not None:
-            errors += fit_errors(exc.raw, base, capacity_of)
+        return Verdict(exc.policy_id, exc.generation, "rejected", exc.errors)
+    signer, errors = signer_of(raw, keys)
+    if signer is None:
+        pid, gen = identity(raw)
+        return Verdict(pid, gen, "rejected", errors)
+    try:
+        parsed = validate_document(raw)
+    except PolicyRejected as exc:
+        errors = [*exc.errors, *fit_errors(raw, base, capacity_of)]
         return Verdict(exc.policy_id, exc.generation, "rejected", errors)
     doc = parsed.document
-    errors = signature_errors(parsed.raw, doc.signature, keys)
+    if keys and doc.scope is None:
+        errors.append(PolicyError("scope", f"required in a signed policy: {BINDS}"))
+        if doc.target is None and address.target(scope) is not None:
+            errors.append(
+                PolicyError("target", f"required in a signed {scope.value} policy: {BINDS}")
+            )
+    errors += address_errors(doc, scope, address)
+    errors += fit_errors(raw, base, capacity_of)
     if errors:
         return Verdict(doc.id, doc.generation, "rejected", errors)
+    return Screened(parsed, signer)
+
+
+def decide(
+    scope: Scope,
+    message: Screened,
+    *,
+    policies: Policies,
+    high_water: int | None,
+    base: Sequence[ContextConfig],
+    capacity_of: CapacityOf,
+) -> Verdict:
+    """Check a screened message against the accepted ``policies``, the highest
+    generation its signer has had applied for this scope (``high_water``, which
+    outlives the policy file) and the contexts configured now: duplicate, stale, fit."""
+    doc = message.document
     current = policies.get(scope)
     if current is not None and current.document.id == doc.id:
         note = PolicyError(
@@ -93,9 +145,15 @@ def decide(
             f"of scope {scope.value}, got {doc.generation}",
         )
         return Verdict(doc.id, doc.generation, "stale", [note])
-    errors = fit_errors(parsed.raw, base, capacity_of)
+    if high_water is not None and doc.generation <= high_water:
+        note = PolicyError(
+            "generation",
+            f"must be newer than {high_water}, the highest generation of scope {scope.value} "
+            f"this signer has had applied here, got {doc.generation}",
+        )
+        return Verdict(doc.id, doc.generation, "stale", [note])
+    errors = fit_errors(message.parsed.raw, base, capacity_of)
     if errors:
         return Verdict(doc.id, doc.generation, "rejected", errors)
-    candidate = with_policy(policies, scope, parsed)
-    contexts = effective_contexts(base, candidate)
-    return Verdict(doc.id, doc.generation, "applied", candidate=Candidate(doc, candidate, contexts))
+    candidate = Candidate(doc, message.signer, with_policy(policies, scope, message.parsed))
+    return Verdict(doc.id, doc.generation, "applied", candidate=candidate)

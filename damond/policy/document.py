@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
@@ -20,6 +20,11 @@ from damond.config.fields import BasisPoints
 from damond.config.wording import describe_error, format_loc
 
 MAX_GENERATION = 2**63 - 1
+MAX_LISTED_ERRORS = 20
+"""An answer lists at most this many errors, then how many more there were, so that a
+small document naming thousands of unknown contexts cannot draw a large ack."""
+MAX_ERROR_TEXT = 240
+"""Characters of one error's ``loc`` or ``msg`` in an answer; the rest is cut."""
 
 
 class Scope(StrEnum):
@@ -31,6 +36,27 @@ class Scope(StrEnum):
 
 
 SCOPES_BY_PRECEDENCE = (Scope.FLEET, Scope.GROUP, Scope.HOST)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Who this host is on the policy channel: what a document's ``target`` must name."""
+
+    host_id: str
+    group: str | None
+
+    def target(self, scope: Scope) -> str | None:
+        """The ``target`` a document for ``scope`` must carry here (None: the fleet has none)."""
+        if scope is Scope.HOST:
+            return self.host_id
+        if scope is Scope.GROUP:
+            return self.group
+        return None
+
+    def scope_key(self, scope: Scope) -> str:
+        """Names a scope and its target, e.g. ``group/rack7``; generations count per key."""
+        target = self.target(scope)
+        return scope.value if target is None else f"{scope.value}/{target}"
 
 
 class _Doc(BaseModel):
@@ -48,6 +74,10 @@ class ContextPolicy(_Doc):
 class PolicyDocument(_Doc):
     id: Annotated[str, Field(min_length=1, max_length=128)]
     generation: Annotated[int, Field(ge=0, le=MAX_GENERATION)]
+    scope: Literal["fleet", "group", "host"] | None = None
+    """Where the document is addressed; required in a signed one, which it binds."""
+    target: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """The host id (scope ``host``) or group (scope ``group``); absent for the fleet."""
     contexts: dict[Annotated[str, Field(max_length=63)], ContextPolicy] = Field(
         default_factory=dict
     )
@@ -61,7 +91,19 @@ class PolicyError:
     msg: str
 
     def to_json(self) -> dict[str, str]:
-        return {"loc": self.loc, "msg": self.msg}
+        return {"loc": _cut(self.loc), "msg": _cut(self.msg)}
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+
+
+def listed(errors: Sequence[PolicyError]) -> list[PolicyError]:
+    """The first MAX_LISTED_ERRORS errors, and one saying how many more there were."""
+    if len(errors) <= MAX_LISTED_ERRORS:
+        return list(errors)
+    more = len(errors) - MAX_LISTED_ERRORS
+    return [*errors[:MAX_LISTED_ERRORS], PolicyError("(root)", f"{more} more errors not listed")]
 
 
 class PolicyRejected(Exception):
@@ -110,14 +152,6 @@ def identity(raw: object) -> tuple[str | None, int | None]:
     )
 
 
-def peek_identity(payload: bytes) -> tuple[str | None, int | None]:
-    """Best-effort ``id`` and ``generation`` of a payload that will not be processed."""
-    try:
-        return identity(from_json(payload))
-    except ValueError:
-        return None, None
-
-
 def _describe(err: Mapping[str, Any]) -> str:
     if err["type"] in ("model_type", "dict_type"):
         return f"must be a JSON object, got {_json_type(err.get('input'))}"
@@ -149,8 +183,22 @@ def size_error(payload: bytes, max_bytes: int) -> PolicyError | None:
     return None
 
 
-def parse_policy(payload: bytes, max_bytes: int) -> ParsedPolicy:
-    """Check size, encoding, JSON syntax and schema, in that order; raise PolicyRejected."""
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def parse_object(payload: bytes, max_bytes: int) -> dict[str, Any]:
+    """Check size, encoding, JSON syntax, duplicate keys and that the root is an
+    object, in that order; raise PolicyRejected."""
     too_large = size_error(payload, max_bytes)
     if too_large is not None:
         raise PolicyRejected([too_large])
@@ -165,6 +213,7 @@ def parse_policy(payload: bytes, max_bytes: int) -> ParsedPolicy:
             [PolicyError("payload", f"is not valid UTF-8 (byte {exc.start})")]
         ) from None
     try:
+        # pydantic's parser first: it bounds the nesting depth
         raw = from_json(payload)
     except ValueError as exc:
         raise PolicyRejected([PolicyError("payload", f"is not valid JSON: {exc}")]) from None
@@ -174,12 +223,57 @@ def parse_policy(payload: bytes, max_bytes: int) -> ParsedPolicy:
             [PolicyError("(root)", f"must be a JSON object, got {_json_type(raw)}")]
         )
     try:
+        # the same text again, only to see what the first parse silently dropped
+        json.loads(payload, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        key = _describe_payload_value(str(exc))
+        raise PolicyRejected(
+            [PolicyError("payload", f"has the key {key} twice in one object")],
+            policy_id,
+            generation,
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise PolicyRejected(
+            [PolicyError("payload", f"is not valid JSON: {exc}")], policy_id, generation
+        ) from None
+    return raw
+
+
+def validate_document(raw: Mapping[str, Any]) -> ParsedPolicy:
+    """Check a parsed object against the schema; raise PolicyRejected with every error."""
+    policy_id, generation = identity(raw)
+    try:
         document = PolicyDocument.model_validate(raw)
     except ValidationError as exc:
         errors = [PolicyError(_loc(e["loc"]), _describe(e)) for e in exc.errors()]
         unique = list(dict.fromkeys(errors))
         raise PolicyRejected(unique, policy_id, generation, raw) from None
     return ParsedPolicy(document, raw)
+
+
+def parse_policy(payload: bytes, max_bytes: int) -> ParsedPolicy:
+    """:func:`parse_object`, then :func:`validate_document`."""
+    return validate_document(parse_object(payload, max_bytes))
+
+
+def address_errors(document: PolicyDocument, scope: Scope, address: Address) -> list[PolicyError]:
+    """Why a document that names its ``scope`` and ``target`` is not for this host on
+    the topic it came from (empty when it is, or when it names neither)."""
+    errors: list[PolicyError] = []
+    if document.scope is not None and document.scope != scope.value:
+        errors.append(
+            PolicyError("scope", f"is {document.scope!r}, but it came on the {scope.value} topic")
+        )
+    wanted = address.target(scope)
+    if document.target != wanted and (document.scope is not None or document.target is not None):
+        if wanted is None:
+            msg = f"must be absent for the fleet, got {_describe_payload_value(document.target)}"
+        else:
+            here = "this host" if scope is Scope.HOST else "this host's group"
+            got = _describe_payload_value(document.target) if document.target else "nothing"
+            msg = f"is not {here} {wanted!r}, got {got}"
+        errors.append(PolicyError("target", msg))
+    return errors
 
 
 def _json_type(value: object) -> str:

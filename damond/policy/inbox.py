@@ -1,8 +1,9 @@
 """Rate limiting without an unbounded queue: one pending message per scope.
 
 Messages that arrive faster than the configured rate wait in a slot per scope;
-a newer message for the same scope replaces (supersedes) the waiting one, so
-memory stays bounded and the newest intent of each scope wins.
+a message that ranks higher (a newer generation) replaces (supersedes) the
+waiting one, so memory stays bounded and the newest intent of each scope wins.
+Only messages that passed screening are offered: junk never displaces a valid one.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class TokenBucket:
 
 
 class CoalescingInbox(Generic[K, T]):
-    def __init__(self, bucket: TokenBucket) -> None:
+    def __init__(self, bucket: TokenBucket, rank: Callable[[T], int]) -> None:
         self._bucket = bucket
+        self._rank = rank
         self._pending: dict[K, T] = {}
         self._arrived = asyncio.Event()
 
@@ -53,11 +55,18 @@ class CoalescingInbox(Generic[K, T]):
         return len(self._pending)
 
     def offer(self, key: K, item: T) -> T | None:
-        """Queue ``item`` for ``key``; returns the waiting item it supersedes, if any."""
-        superseded = self._pending.get(key)
+        """Queue ``item`` for ``key`` unless the waiting one ranks at least as high;
+        returns the item that lost (the waiting one, or ``item``), if any."""
+        waiting = self._pending.get(key)
+        if waiting is not None and self._rank(waiting) >= self._rank(item):
+            return item
         self._pending[key] = item
         self._arrived.set()
-        return superseded
+        return waiting
+
+    def waiting(self, key: K) -> T | None:
+        """The item waiting for ``key``, if any."""
+        return self._pending.get(key)
 
     async def take(self) -> tuple[K, T]:
         """The oldest waiting key's item, as soon as the rate allows."""

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from damond.config import ContextConfig
+from damond.config import ContextConfig, quota_capacity_error
 from damond.policy.document import (
     SCOPES_BY_PRECEDENCE,
     ContextPolicy,
@@ -66,13 +66,8 @@ def _replace(model: M, parts: Sequence[str], value: object) -> M:
 
 
 def _within_node_capacity(ctx: ContextConfig, value: object, capacity_of: CapacityOf) -> str | None:
-    """A quota the node cannot hold is a mistake (or meant for another machine), not a limit."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        return None  # the schema reports the type
-    capacity = capacity_of(ctx.node)
-    if capacity is None or value <= capacity:
-        return None
-    return f"must not exceed the capacity of node {ctx.node} ({capacity} bytes), got {value}"
+    """The configuration's own check of ``scheme.quota.max_bytes``, so that both agree."""
+    return quota_capacity_error(ctx.node, capacity_of(ctx.node), value)
 
 
 FIELDS = (

@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
 
 from damond.config import ConfigError, MqttConfig
 from damond.policy.document import PolicyError, canonical_bytes
+
+UNSIGNED = "unsigned"
+"""The signer of every document on a host that has no policy keys."""
 
 
 class PolicyKeyError(Exception):
@@ -73,26 +82,35 @@ def sign(raw: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     return signed
 
 
-def signature_errors(
-    raw: Mapping[str, Any], signature: str | None, keys: Sequence[Ed25519PublicKey]
-) -> list[PolicyError]:
-    """Why ``raw`` is not signed by one of ``keys``; empty if it is (or no keys are set)."""
+def key_id(key: Ed25519PublicKey) -> str:
+    """A short, stable name of a public key: generations are counted per signer."""
+    return hashlib.sha256(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16]
+
+
+def signer_of(
+    raw: Mapping[str, Any], keys: Sequence[Ed25519PublicKey]
+) -> tuple[str | None, list[PolicyError]]:
+    """Which key signed ``raw`` (its :func:`key_id`; UNSIGNED when no keys are set), or
+    None and why it is not signed by one of ``keys``."""
     if not keys:
-        return []
+        return UNSIGNED, []
+    signature = raw.get("signature")
     if signature is None:
-        return [PolicyError("signature", "required: this host accepts only signed policies")]
+        return None, [PolicyError("signature", "required: this host accepts only signed policies")]
+    if not isinstance(signature, str) or len(signature) > 256:
+        return None, [PolicyError("signature", "must be a base64 string of at most 256 characters")]
     try:
         sig = base64.b64decode(signature, validate=True)
     except binascii.Error:
-        return [PolicyError("signature", "is not valid base64")]
+        return None, [PolicyError("signature", "is not valid base64")]
     message = canonical_bytes(raw)
     for key in keys:
         try:
             key.verify(sig, message)
         except InvalidSignature:
             continue
-        return []
-    return [
+        return key_id(key), []
+    return None, [
         PolicyError(
             "signature", f"does not verify with any of the {len(keys)} configured policy keys"
         )

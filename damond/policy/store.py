@@ -2,26 +2,36 @@
 
 A policy is acknowledged only after it is on disk (temp file, fsync, rename,
 fsync of the directory), so a host that crashes right after an ``applied`` ack
-restarts with that policy in force, broker or not.
+restarts with that policy in force, broker or not. What is loaded is checked as
+a message would be (signature with the keys configured now, address), and the
+highest generations live in a file of their own (:mod:`damond.policy.highwater`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from damond.config import ContextConfig
 from damond.policy import merge
-from damond.policy.document import SCOPES_BY_PRECEDENCE, ParsedPolicy, PolicyDocument, Scope
+from damond.policy.document import (
+    SCOPES_BY_PRECEDENCE,
+    Address,
+    ParsedPolicy,
+    PolicyDocument,
+    Scope,
+    address_errors,
+)
+from damond.policy.files import move_aside, remove_temp_files, write_atomic
+from damond.policy.highwater import HIGH_WATER_FILE, HighWater
 from damond.policy.merge import Policies
+from damond.policy.signing import signer_of
 
 STATE_FILE = "policy.json"
 
@@ -47,40 +57,36 @@ class StateFileError(Exception):
 class PolicyStore:
     """What each scope last had applied; the daemon's policy layers."""
 
-    def __init__(self, path: Path, group: str | None, policies: Policies | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        address: Address,
+        policies: Policies | None = None,
+        high_water: HighWater | None = None,
+    ) -> None:
         self.path = path
-        self.group = group
+        self.address = address
+        self.group = address.group
         self._policies: dict[Scope, ParsedPolicy] = dict(policies or {})
+        self.high_water = high_water or HighWater(path.parent / HIGH_WATER_FILE)
 
     @classmethod
-    def load(cls, state_dir: Path, group: str | None) -> PolicyStore:
-        """The persisted policies; a corrupt or unreadable file is moved aside and logged."""
+    def load(cls, state_dir: Path, address: Address, keys: Sequence[Ed25519PublicKey] = ()) -> Self:
+        """The persisted policies that still verify; a corrupt or unreadable file is
+        moved aside and logged, and temp files of an interrupted write are removed."""
         path = state_dir / STATE_FILE
-        store = cls(path, group)
+        remove_temp_files(path)
+        store = cls(path, address, high_water=HighWater.load(state_dir))
         try:
-            store._policies = _read(path, group)
+            loaded = _read(path, address.group)
         except FileNotFoundError:
             return store
         except StateFileError as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-            try:
-                os.replace(path, aside)
-            except OSError as move_exc:
-                log.error(
-                    "policy state file unusable and could not be moved aside; "
-                    "starting from the configuration",
-                    path=str(path),
-                    reason=str(exc),
-                    move_error=str(move_exc),
-                )
-            else:
-                log.error(
-                    "policy state file unusable; moved aside, starting from the configuration",
-                    path=str(path),
-                    moved_to=str(aside),
-                    reason=str(exc),
-                )
+            move_aside(path, str(exc), "policy state file")
             return store
+        for scope, (parsed, signer) in _verified(loaded, address, keys).items():
+            store._policies[scope] = parsed
+            store.high_water.fold(address.scope_key(scope), signer, parsed.document.generation)
         if store._policies:
             log.info(
                 "persisted policies loaded",
@@ -88,6 +94,9 @@ class PolicyStore:
                 generations=store.generations(),
             )
         return store
+
+    def scope_key(self, scope: Scope) -> str:
+        return self.address.scope_key(scope)
 
     @property
     def policies(self) -> Policies:
@@ -113,8 +122,24 @@ class PolicyStore:
             for scope in SCOPES_BY_PRECEDENCE
         }
 
-    def save(self, policies: Policies) -> None:
-        """Write ``policies`` durably, then make them current. Blocking: run in a thread."""
+    def save(self, policies: Policies, mark: tuple[Scope, str, int] | None = None) -> None:
+        """Write ``policies`` durably, then the generation ``mark`` (scope, signer,
+        generation) in the high-water file, then make them current; if the second
+        write fails, the first is undone. Blocking: run in a thread. A crash between
+        the two writes is repaired at load, which counts the loaded generations."""
+        previous = self._policies
+        self._write(policies)
+        if mark is not None:
+            scope, signer, generation = mark
+            try:
+                self.high_water.save(
+                    self.high_water.raised(self.scope_key(scope), signer, generation)
+                )
+            except OSError:
+                self._write(previous)
+                raise
+
+    def _write(self, policies: Policies) -> None:
         state = {
             "format": 1,
             "scopes": {
@@ -127,6 +152,28 @@ class PolicyStore:
         }
         write_atomic(self.path, json.dumps(state, indent=1, sort_keys=True).encode() + b"\n")
         self._policies = dict(policies)
+
+
+def _verified(
+    loaded: dict[Scope, ParsedPolicy], address: Address, keys: Sequence[Ed25519PublicKey]
+) -> dict[Scope, tuple[ParsedPolicy, str]]:
+    """The loaded policies that the configured keys still sign and that are addressed
+    to this host, with their signers; each one left out is logged."""
+    kept: dict[Scope, tuple[ParsedPolicy, str]] = {}
+    for scope, parsed in loaded.items():
+        signer, errors = signer_of(parsed.raw, keys)
+        errors += address_errors(parsed.document, scope, address)
+        if signer is None or errors:
+            log.warning(
+                "persisted policy not applied: it no longer passes this host's checks",
+                scope=scope.value,
+                id=parsed.document.id,
+                generation=parsed.document.generation,
+                errors=[f"{e.loc}: {e.msg}" for e in errors],
+            )
+            continue
+        kept[scope] = (parsed, signer)
+    return kept
 
 
 def _read(path: Path, group: str | None) -> dict[Scope, ParsedPolicy]:
@@ -158,22 +205,9 @@ def _read(path: Path, group: str | None) -> dict[Scope, ParsedPolicy]:
     return policies
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file whole."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def saved_policy_exists(state_dir: Path) -> bool:
+    """Whether a policy was saved here (temp files of an interrupted write are removed)."""
+    path = state_dir / STATE_FILE
+    remove_temp_files(path)
+    remove_temp_files(state_dir / HIGH_WATER_FILE)
+    return path.exists()

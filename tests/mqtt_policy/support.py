@@ -20,6 +20,7 @@ import aiomqtt
 
 from damond.config import ContextConfig, GoalConfig, SchemeConfig, load_settings
 from damond.policy.channel import PolicyChannel
+from damond.policy.document import Address
 from damond.policy.signing import configured_keys
 from damond.policy.store import PolicyStore
 from damond.runtime.daemon import make_backend, node_capacity
@@ -278,7 +279,9 @@ class Host:
 
     async def __aenter__(self) -> Host:
         settings = self.settings
-        store = PolicyStore.load(settings.state_dir, settings.mqtt.group)
+        keys = configured_keys(settings.mqtt)
+        address = Address(settings.mqtt.host_id, settings.mqtt.group)
+        store = PolicyStore.load(settings.state_dir, address, keys)
         effective = tuple(store.effective_contexts(settings.contexts))
         self.supervisor = Supervisor(
             settings.model_copy(update={"contexts": effective}), make_backend(settings)
@@ -290,7 +293,7 @@ class Host:
             self.supervisor.apply_contexts,
             lambda: self.supervisor.statuses,
             node_capacity(settings, self.supervisor),
-            keys=configured_keys(settings.mqtt),
+            keys=keys,
         )
         self.supervisor.services.append(self.channel.run)
         async with Watcher(self.port, "damond/hosts/h1/state") as watcher:

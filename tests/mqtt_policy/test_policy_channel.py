@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from damond.config import load_settings
 from damond.policy.channel import PolicyChannel
+from damond.policy.document import Address
 from damond.policy.signing import sign
 from damond.policy.store import STATE_FILE, PolicyStore
 from tests.mqtt_policy.support import Broker, Host, Watcher
@@ -198,9 +199,9 @@ async def test_bursts_beyond_the_rate_are_coalesced(broker: Broker, tmp_path: Pa
     by_id = {a["id"]: a for a in acks}
     assert len(by_id) == 12
     assert by_id["b12"]["status"] == "applied"
-    superseded = [a for a in acks if a["status"] == "stale"]
+    superseded = [a for a in acks if a["status"] == "superseded"]
     assert superseded, "a burst of 12 at 2/s must coalesce"
-    assert all("superseded" in a["errors"][0]["msg"] for a in superseded)
+    assert all("superseded by generation" in a["errors"][0]["msg"] for a in superseded)
     applied = [a for a in acks if a["status"] == "applied"]
     assert len(applied) + len(superseded) == 12
     assert host.running("node0").goal.target_bp == 12
@@ -243,7 +244,13 @@ async def test_signed_policies_only_when_keys_are_configured(
     key = Ed25519PrivateKey.generate()
     pub = tmp_path / "policy.pub"
     pub.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
-    doc = {"id": "s1", "generation": 1, "contexts": {"node0": {"target_bp": 5000}}}
+    doc = {
+        "id": "s1",
+        "generation": 1,
+        "scope": "host",
+        "target": "h1",
+        "contexts": {"node0": {"target_bp": 5000}},
+    }
     async with (
         Host(tmp_path / "state", broker.port, policy_keys=[str(pub)]) as host,
         Watcher(broker.port, ACK) as w,
@@ -299,7 +306,7 @@ async def test_a_shutdown_arriving_with_a_puback_still_stops_the_channel(
     )
     channel = PolicyChannel(
         settings.mqtt,
-        PolicyStore.load(tmp_path, None),
+        PolicyStore.load(tmp_path, Address("h1", None)),
         settings.contexts,
         lambda contexts: None,
         dict,

@@ -115,9 +115,7 @@ async def test_a_corrupt_state_file_is_moved_aside(tmp_path: Path) -> None:
     daemon = Daemon(tmp_path, daemon_toml(state, free_port()))
     daemon.start()
     try:
-        event = await wait_event(
-            daemon, "policy state file unusable; moved aside, starting from the configuration"
-        )
+        event = await wait_event(daemon, "policy state file unusable; moved aside")
         assert event["level"] == "error"
         aside = Path(str(event["moved_to"]))
         assert await asyncio.to_thread(aside.read_text) == '{"format": 1, "scopes": {"host": '

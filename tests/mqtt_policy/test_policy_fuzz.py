@@ -39,7 +39,7 @@ def encode(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-random_bytes = st.binary(max_size=4096)
+random_bytes = st.binary(min_size=1, max_size=4096)  # an empty one clears; see the channel tests
 wrong_types = st.builds(
     lambda pid, gen, ctxs: encode({"id": pid, "generation": gen, "contexts": ctxs}),
     not_a_string,

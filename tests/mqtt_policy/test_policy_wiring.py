@@ -82,8 +82,11 @@ async def test_policy_metrics_and_reload_keep_the_policy_on_top(
         daemon.proc.send_signal(signal.SIGHUP)
         reloaded = await asyncio.to_thread(daemon.wait_event, "configuration reloaded")
         assert re.search("node1", str(reloaded))
-        await asyncio.sleep(0.5)
-        assert target_ratio(metrics_port, "node1") == 0.41
+        # a scrape may show the state of the last completed iteration: poll briefly
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while target_ratio(metrics_port, "node1") != 0.41:
+            assert asyncio.get_running_loop().time() < deadline, "node1's target stayed 0.4"
+            await asyncio.sleep(0.1)
         assert target_ratio(metrics_port, "node0") == 0.51
     finally:
         assert daemon.stop() == 0
