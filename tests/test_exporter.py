@@ -1,4 +1,4 @@
-"""DaemonMetrics: names and labels as in design.md, values from the real loops.
+"""DaemonMetrics: names and labels as in docs/metrics.md, values from the real loops.
 
 The exposition is parsed with prometheus-client's parser (an independent
 reader of the text format), fed by real context loops on the simulated backend.
@@ -7,6 +7,7 @@ reader of the text format), fed by real context loops on the simulated backend.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,14 +18,14 @@ from prometheus_client.samples import Sample
 from damond import __version__
 from damond.backend.simulated.backend import SimBackend
 from damond.config import FaultConfig, Settings, SimulationConfig
-from damond.control.arbiter import GoalArbiter
+from damond.control.coordinator import Coordinator
 from damond.control.status import ContextStatus
 from damond.metrics.exporter import ITERATION_BUCKETS_S, DaemonMetrics
 from damond.model.measurement import SchemeStats, Snapshot
 from damond.runtime.loop import ContextLoop
 from damond.runtime.supervisor import Supervisor
 
-# docs/design.md, "Prometheus metrics": sample name -> label names.
+# docs/metrics.md: sample name -> label names.
 DESIGN_SAMPLES = {
     "damond_goal_target_ratio": {"context", "goal_metric", "node"},
     "damond_goal_current_ratio": {"context", "goal_metric", "node"},
@@ -95,9 +96,9 @@ class SimRig:
         self.now = 0.0
         self.backend = SimBackend(self.settings.simulation, self.settings.contexts, self.clock)
         self.metrics = DaemonMetrics(self.backend, mqtt_enabled=True)
-        arbiter = GoalArbiter(stale_after_s=3.0)
+        coordinator = Coordinator(interval_s=1.0)
         self.loops = {
-            c.name: ContextLoop(c, self.backend, arbiter, 1.0, [self.metrics])
+            c.name: ContextLoop(c, self.backend, coordinator, 1.0, [self.metrics])
             for c in self.settings.contexts
         }
 
@@ -261,7 +262,7 @@ def test_policy_channel_series_exist_from_the_start_and_follow_reports(tmp_path:
     samples = parse(metrics.render({}))
     assert value(samples, "damond_mqtt_connected") == 0
     assert value(samples, "damond_mqtt_enabled") == 0
-    assert len(samples["damond_policy_updates_total"]) == 12
+    assert len(samples["damond_policy_updates_total"]) == 15  # 3 scopes x 5 results
     assert all(s.value == 0 for s in samples["damond_policy_updates_total"])
     assert {s.labels["scope"] for s in samples["damond_policy_generation"]} == {
         "fleet",
@@ -272,12 +273,14 @@ def test_policy_channel_series_exist_from_the_start_and_follow_reports(tmp_path:
     metrics.policy_update("host", "applied")
     metrics.policy_update("host", "applied")
     metrics.policy_update("fleet", "rejected")
+    metrics.policy_update("group", "superseded")
     metrics.policy_generation("host", 7)
     samples = parse(metrics.render({}))
     assert value(samples, "damond_mqtt_connected") == 1
     assert value(samples, "damond_policy_updates_total", scope="host", result="applied") == 2
     assert value(samples, "damond_policy_updates_total", scope="fleet", result="rejected") == 1
     assert value(samples, "damond_policy_updates_total", scope="group", result="stale") == 0
+    assert value(samples, "damond_policy_updates_total", scope="group", result="superseded") == 1
     assert value(samples, "damond_policy_generation", scope="host") == 7
     assert value(samples, "damond_policy_generation", scope="fleet") == 0
 
@@ -343,3 +346,35 @@ def test_label_values_are_escaped(tmp_path: Path) -> None:
     samples = parse(metrics.render({}))
     assert samples["damond_build_info"][0].labels["kernel"] == 'a "quoted" \\ back\nslash'
     assert value(samples, "damond_policy_updates_total", scope='odd"scope') == 1
+
+
+def test_docs_list_every_family_with_its_type_and_labels() -> None:
+    """docs/metrics.md is the contract: one row per family, as exported."""
+    from damond.metrics.families import FAMILIES
+    from damond.metrics.rows import ContextHistogram, ContextLabels, ContextNodeFamily
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    rows = re.findall(r"^\| `(damond_[^`]+)` \| (\w+) \|([^|]*)\|", docs, re.MULTILINE)
+    documented = {name: (kind, set(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
+    exported = {}
+    for family in FAMILIES:
+        labels = getattr(family, "labels", ())
+        names = set(labels.names if isinstance(labels, ContextLabels) else labels)
+        if isinstance(family, ContextNodeFamily):
+            names.add("node")
+        if isinstance(family, ContextHistogram):
+            names.add("le")
+        kind = getattr(
+            family, "kind", "histogram" if isinstance(family, ContextHistogram) else "counter"
+        )
+        exported[family.name.replace("{}", "<counter>")] = (kind, names)
+    assert documented == exported
+
+
+def test_held_contexts_say_why(tmp_path: Path) -> None:
+    metrics = DaemonMetrics(SimBackend(SimulationConfig(), (), lambda: 0.0), mqtt_enabled=False)
+    acting = ContextStatus("acting", "node_target_mem_bp", 0, 6000)
+    held = ContextStatus("held", "node_target_mem_bp", 1, 4000, held=True, held_reason="conflict")
+    samples = parse(metrics.render({"acting": acting, "held": held}))
+    assert value(samples, "damond_context_held", context="held", reason="conflict") == 1
+    assert value(samples, "damond_context_held", context="acting", reason="") == 0

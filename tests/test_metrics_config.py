@@ -1,4 +1,5 @@
-"""``[metrics]`` validation: every error names its field and says why."""
+"""``[metrics]`` validation, and the web configuration file it names: every error names
+its field (and the file) and says why."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+import yaml
 
 from damond.config import ConfigError
-from damond.config.passwordhash import PasswordHash, hash_password
 from damond.runtime.configsource import load_daemon_settings as load_settings
+from tests.exporter_helpers import bcrypt_hash, make_certificate, write_web_config
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def test_defaults(tmp_path: Path) -> None:
     path.write_text("")
     metrics = load_settings(path).metrics
     assert metrics.listen == "127.0.0.1:9464"
-    assert metrics.tls is None and metrics.basic_auth is None
+    assert metrics.web_config_file is None
     assert metrics.allow_insecure_remote is False
 
 
@@ -54,12 +55,10 @@ def test_remote_address_refused_without_protection(tmp_path: Path, listen: str) 
 
 
 def test_remote_address_allowed_explicitly_or_protected(tmp_path: Path) -> None:
-    password = tmp_path / "pw"
-    password.write_text("x")
+    web = write_web_config(tmp_path / "web.yml", {"basic_auth_users": {"p": bcrypt_hash("x")}})
     base = '[metrics]\nlisten = "0.0.0.0:9464"\n'
     assert errors_for(tmp_path, base + "allow_insecure_remote = true\n") == []
-    auth = f'[metrics.basic_auth]\nuser = "p"\npassword_file = "{password}"\n'
-    assert errors_for(tmp_path, base + auth) == []
+    assert errors_for(tmp_path, base + f'web_config_file = "{web}"\n') == []
 
 
 def test_disabled_endpoint_is_not_checked(tmp_path: Path) -> None:
@@ -87,73 +86,117 @@ def test_env_override_is_validated_too(tmp_path: Path, monkeypatch: pytest.Monke
     assert errors and errors[0].startswith("metrics.listen:")
 
 
-def test_tls_files_must_exist_and_load(tmp_path: Path) -> None:
-    missing = errors_for(
-        tmp_path,
-        f'[metrics.tls]\ncert_file = "{tmp_path}/nope.pem"\nkey_file = "{tmp_path}/nokey.pem"\n',
-    )
-    assert missing == [
-        f"metrics.tls.cert_file: {tmp_path}/nope.pem is not a readable file",
-        f"metrics.tls.key_file: {tmp_path}/nokey.pem is not a readable file",
-    ]
-    garbage = tmp_path / "garbage.pem"
-    garbage.write_text("not a certificate\n")
-    bad = errors_for(tmp_path, f'[metrics.tls]\ncert_file = "{garbage}"\nkey_file = "{garbage}"\n')
-    assert len(bad) == 1
-    assert bad[0].startswith(f"metrics.tls: {garbage} and {garbage} do not load as a PEM")
-    no_key = errors_for(tmp_path, f'[metrics.tls]\ncert_file = "{garbage}"\n')
-    assert no_key == ["metrics.tls.key_file: required field is missing"]
+@pytest.mark.parametrize("table", ["tls", "basic_auth"])
+def test_inline_tls_and_basic_auth_point_to_the_web_config_file(tmp_path: Path, table: str) -> None:
+    errors = errors_for(tmp_path, f'[metrics.{table}]\nuser = "p"\n')
+    assert len(errors) == 1
+    assert errors[0].startswith(f"metrics: [metrics.{table}] is no longer read: put TLS")
+    assert "metrics.web_config_file" in errors[0]
+
+
+def web_errors(tmp_path: Path, body: object) -> list[str]:
+    web = tmp_path / "web.yml"
+    web.write_text(body if isinstance(body, str) else yaml.safe_dump(body))
+    errors = errors_for(tmp_path, f'[metrics]\nweb_config_file = "{web}"\n')
+    prefix = f"metrics.web_config_file: {web}: "
+    assert all(e.startswith(prefix) for e in errors), errors
+    return [e.removeprefix(prefix) for e in errors]
+
+
+def test_web_config_file_must_exist_and_parse(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    errors = errors_for(tmp_path, f'[metrics]\nweb_config_file = "{missing}"\n')
+    assert errors == [f"metrics.web_config_file: {missing}: No such file or directory"]
+    assert web_errors(tmp_path, "tls_server_config: [unclosed\n")[0].startswith("not valid YAML")
+    assert web_errors(tmp_path, "") == []  # an empty file: plain HTTP, no auth
 
 
 @pytest.mark.parametrize(
-    ("auth", "error"),
+    ("body", "expected"),
     [
-        ({"user": "p"}, "metrics.basic_auth: set exactly one of password_file and password_hash"),
-        (
-            {"user": "p", "password_file": "PW", "password_hash": "HASH"},
-            "metrics.basic_auth: set exactly one of password_file and password_hash",
-        ),
-        (
-            {"user": "a:b", "password_file": "PW"},
-            "metrics.basic_auth.user: must be non-empty and without ':', got 'a:b'",
-        ),
-        (
-            {"user": "p", "password_hash": "md5$abc"},
-            "metrics.basic_auth.password_hash: must look like "
-            "pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>, got 'md5$abc'",
-        ),
-        (
-            {"user": "p", "password_file": "EMPTY"},
-            "metrics.basic_auth.password_file: EMPTY: is empty",
-        ),
-        (
-            {"user": "p", "password_file": "MISSING"},
-            "metrics.basic_auth.password_file: MISSING: No such file or directory",
-        ),
-        ({"password_file": "PW"}, "metrics.basic_auth.user: required field is missing"),
+        ({"tls_server_config": {"cert_file": "c.pem"}}, [
+            "tls_server_config.cert_file: DIR/c.pem is not a readable file",
+            "tls_server_config.key_file: required with the other of cert_file and key_file",
+        ]),
+        ({"tls_server_config": {"cert_file": "nope.pem", "key_file": "nokey.pem"}}, [
+            "tls_server_config.cert_file: DIR/nope.pem is not a readable file",
+            "tls_server_config.key_file: DIR/nokey.pem is not a readable file",
+        ]),
+        ({"tls_server_config": {"client_auth_type": "Sometimes"}}, [
+            "tls_server_config.client_auth_type: input should be 'NoClientCert', "
+            "'RequestClientCert', 'RequireAnyClientCert', 'VerifyClientCertIfGiven' or "
+            "'RequireAndVerifyClientCert', got 'Sometimes'",
+        ]),
+        ({"tls_server_config": {"cert_file": "c.pem", "key_file": "k.pem", "min_version": "TLS9"}},
+         ["tls_server_config.min_version: input should be 'TLS10', 'TLS11', 'TLS12' or 'TLS13', "
+          "got 'TLS9'"]),
+        ({"tls_server_config": {"cipher_suites": ["x"]}}, [
+            "tls_server_config.cipher_suites: unknown field",
+        ]),
+        ({"basic_auth_users": {"p": "plaintext"}}, [
+            "basic_auth_users.p: must be a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters; "
+            "docs/metrics.md says how to make one)",
+        ]),
+        ({"basic_auth_users": ["p"]}, ["basic_auth_users: input should be a valid dictionary"]),
+        ({"tls_server_config": "on"}, [
+            "tls_server_config: input should be a valid dictionary, got 'on'",
+        ]),
+        ("- a list\n", ["must be a YAML mapping of sections, got a list"]),
     ],
-)
-def test_basic_auth_errors(tmp_path: Path, auth: dict[str, str], error: str) -> None:
-    files = {"PW": tmp_path / "pw", "EMPTY": tmp_path / "empty", "MISSING": tmp_path / "missing"}
-    files["PW"].write_text("secret\n")
-    files["EMPTY"].write_text("\n")
-    hashed = hash_password("secret", iterations=10)
-    values: dict[str, Any] = {}
-    for key, val in auth.items():
-        values[key] = str(files[val]) if val in files else (hashed if val == "HASH" else val)
-    body = "".join(f'{k} = "{v}"\n' for k, v in values.items())
-    for name, path in files.items():
-        error = error.replace(f": {name}:", f": {path}:")
-    assert errors_for(tmp_path, "[metrics.basic_auth]\n" + body) == [error]
+)  # fmt: skip
+def test_web_config_errors_name_the_file_and_the_field(
+    tmp_path: Path, body: object, expected: list[str]
+) -> None:
+    errors = web_errors(tmp_path, body)
+    assert errors == [e.replace("DIR", str(tmp_path)) for e in expected]
 
 
-def test_password_hash_round_trip() -> None:
-    text = hash_password("pa55", iterations=10)
-    parsed = PasswordHash.parse(text)
-    assert str(parsed) == text
-    assert parsed.matches(b"pa55") and not parsed.matches(b"pa56")
-    with pytest.raises(ValueError, match="salt and hash hex digits"):
-        PasswordHash.parse("pbkdf2_sha256$ten$00$00")
+def test_web_config_tls_rules(tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    pair = {"cert_file": cert.name, "key_file": key.name}
+    assert web_errors(tmp_path, {"tls_server_config": pair}) == []
+    ca_without_policy = {**pair, "client_ca_file": cert.name}
+    assert web_errors(tmp_path, {"tls_server_config": ca_without_policy}) == [
+        "tls_server_config.client_ca_file: set, but client_auth_type 'NoClientCert' does not "
+        "verify client certificates (use VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
+    ]
+    verify_without_ca = {**pair, "client_auth_type": "RequireAndVerifyClientCert"}
+    assert web_errors(tmp_path, {"tls_server_config": verify_without_ca}) == [
+        "tls_server_config.client_ca_file: required with RequireAndVerifyClientCert"
+    ]
+    unverified = {**pair, "client_auth_type": "RequireAnyClientCert"}
+    assert web_errors(tmp_path, {"tls_server_config": unverified})[0].startswith(
+        "tls_server_config.client_auth_type: damond cannot accept client certificates without "
+        "verifying them"
+    )
+    inverted = {**pair, "min_version": "TLS13", "max_version": "TLS12"}
+    assert web_errors(tmp_path, {"tls_server_config": inverted}) == [
+        "tls_server_config.min_version: must not be above max_version (TLS12), got TLS13"
+    ]
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    swapped = {"cert_file": garbage.name, "key_file": garbage.name}
+    errors = web_errors(tmp_path, {"tls_server_config": swapped})
+    assert len(errors) == 1 and errors[0].startswith("tls_server_config: the files do not load")
+
+
+def test_damond_check_validates_the_web_config_file(tmp_path: Path) -> None:
+    web = write_web_config(tmp_path / "web.yml", {"basic_auth_users": {"p": "not-a-hash"}})
+    (tmp_path / "x.toml").write_text(f'[metrics]\nweb_config_file = "{web}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAMOND_")}
+    env |= {"DAMOND_CONFIG": str(tmp_path / "x.toml")}
+    result = subprocess.run(
+        [sys.executable, "-m", "damond", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"metrics.web_config_file: {web}: basic_auth_users.p: must be a bcrypt hash" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_damond_check_refuses_an_unprotected_remote_endpoint(tmp_path: Path) -> None:
@@ -169,3 +212,10 @@ def test_damond_check_refuses_an_unprotected_remote_endpoint(tmp_path: Path) -> 
     )
     assert result.returncode == 2
     assert "metrics.listen: '0.0.0.0:9464' is not a loopback address" in result.stderr
+
+
+def test_the_example_web_config_file_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "web-config.yml"
+    (tmp_path / "tls").mkdir()
+    make_certificate(tmp_path / "tls", "damond")
+    assert web_errors(tmp_path, example.read_text()) == []

@@ -1,16 +1,19 @@
-"""The metrics endpoint over real loopback sockets: routes, health, TLS, basic auth."""
+"""The metrics endpoint over real loopback sockets: routes, health, formats, the web
+configuration's TLS and basic auth, and the connection cap."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.client
 import json
 import ssl
-import subprocess
 import time
 import urllib.error
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from damond.backend.simulated.backend import SimBackend
 from damond.config import MetricsConfig, SimulationConfig
-from damond.config.passwordhash import hash_password
 from damond.control.status import ContextStatus
-from damond.metrics.endpoint import MAX_CONNECTIONS, MetricsEndpoint
+from damond.metrics.connections import MAX_CONNECTIONS
+from damond.metrics.endpoint import MetricsEndpoint
 from damond.metrics.exporter import DaemonMetrics
-from tests.exporter_helpers import Reply, http_get
-from tests.tools import free_port, require_binary
+from tests.exporter_helpers import (
+    Reply,
+    bcrypt_hash,
+    http_get,
+    make_certificate,
+    openmetrics_families,
+    write_web_config,
+)
+from tests.tools import free_port
 
 INTERVAL_S = 1.0
 
@@ -41,7 +51,7 @@ def status(name: str, age_s: float | None) -> ContextStatus:
 
 @asynccontextmanager
 async def serving(
-    statuses: dict[str, ContextStatus], **cfg: Any
+    statuses: dict[str, ContextStatus], *, tls: bool = False, **cfg: Any
 ) -> AsyncIterator[tuple[str, asyncio.Task[None]]]:
     port = free_port()
     config = MetricsConfig(listen=f"127.0.0.1:{port}", **cfg)
@@ -50,7 +60,7 @@ async def serving(
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(endpoint.serve())
         await until_listening(port)
-        scheme = "https" if config.tls else "http"
+        scheme = "https" if tls else "http"
         yield f"{scheme}://127.0.0.1:{port}", task
         task.cancel()
 
@@ -80,7 +90,9 @@ async def test_metrics_and_healthy_healthz() -> None:
     assert metrics.status == 200
     assert metrics.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     families = {f.name for f in text_string_to_metric_families(metrics.body.decode())}
-    assert {"damond_context_up", "damond_goal_target_ratio"} <= families
+    assert {"damond_context_up", "damond_goal_target_ratio", "damond_context_held"} <= families
+    # prometheus-client's standard collectors
+    assert {"process_resident_memory_bytes", "process_cpu_seconds", "python_info"} <= families
     assert health.status == 200
     assert json.loads(health.body) == {"status": "ok", "contexts": 2, "stale": []}
 
@@ -108,78 +120,123 @@ async def test_routes_methods_and_head() -> None:
         head = await get(url + "/metrics", method="HEAD")
         with_query = await get(url + "/healthz?verbose=1")
     assert missing.status == 404
-    assert post.status == 405 and post.headers["Allow"] == "GET, HEAD"
+    assert post.status == 405 and post.headers["Allow"] == "GET,HEAD"
     assert head.status == 200 and head.body == b"" and int(head.headers["Content-Length"]) > 0
     assert with_query.status == 200
 
 
-async def test_malformed_and_oversized_requests_are_refused() -> None:
-    async with serving({}) as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"NONSENSE\r\n\r\n")
-        reply = await reader.read()
-        writer.close()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /metrics HTTP/1.1\r\nX: " + b"y" * 20_000 + b"\r\n\r\n")
-        oversized = await reader.read()
-        writer.close()
-        still_serving = await get(url + "/healthz")
-    assert reply.startswith(b"HTTP/1.1 400 ")
-    assert oversized == b""
-    assert still_serving.status == 200
+async def test_openmetrics_and_gzip_are_negotiated() -> None:
+    statuses = {"a": status("a", 0.1)}
+    openmetrics = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    async with serving(statuses) as (url, _):
+        om = await get(url + "/metrics", headers={"Accept": openmetrics})
+        zipped = await get(url + "/metrics", headers={"Accept-Encoding": "gzip"})
+        plain = await get(url + "/metrics")
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert om.body.endswith(b"# EOF\n")
+    names = {f.name for f in openmetrics_families(om.body.decode())}
+    assert {"damond_context_up", "damond_scheme_applied_bytes", "process_cpu_seconds"} <= names
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.body).startswith(b"# HELP")
+    assert "Content-Encoding" not in plain.headers
 
 
-@pytest.fixture
-def password_file(tmp_path: Path) -> Path:
-    path = tmp_path / "password"
-    path.write_text("s3cret\n")
-    return path
+async def test_odd_accept_headers_get_a_canonical_format() -> None:
+    accepts = {
+        "application/openmetrics-text;version=1.0.7": "version=1.0.0;",
+        "application/openmetrics-text;version=1.9.9": "version=1.0.0;",
+        "application/openmetrics-text;version=abc": "text/plain; version=0.0.4;",
+        "application/openmetrics-text;version=0.0.1": "text/plain; version=0.0.4;",
+    }
+    async with serving({"a": status("a", 0.1)}) as (url, _):
+        replies = {a: await get(url + "/metrics", headers={"Accept": a}) for a in accepts}
+    for accept, expected in accepts.items():
+        reply = replies[accept]
+        assert reply.status == 200, (accept, reply.body)
+        assert expected in reply.headers["Content-Type"], accept
 
 
-@pytest.mark.parametrize("kind", ["password_file", "password_hash"])
-async def test_basic_auth(kind: str, password_file: Path) -> None:
-    auth: dict[str, Any] = {"user": "prometheus"}
-    if kind == "password_file":
-        auth["password_file"] = password_file
-    else:
-        auth["password_hash"] = hash_password("s3cret", iterations=1000)
-    async with serving({}, basic_auth=auth) as (url, _):
+async def test_status_reports_each_context_and_who_set_its_target() -> None:
+    held = status("b", 0.2)
+    held.held, held.held_reason, held.metric_bp, held.quota_bytes = True, "conflict", 5800, 4096
+    statuses = {"a": status("a", 0.1), "b": held}
+    async with serving(statuses) as (url, _):
+        reply = await get(url + "/status")
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
+    contexts = {c["name"]: c for c in json.loads(reply.body)["contexts"]}
+    assert contexts["b"] == contexts["b"] | {
+        "goal_metric": "node_target_mem_bp",
+        "node": 0,
+        "target_bp": 6000,
+        "target_set_by": {"layer": "config", "generation": None},
+        "metric_bp": 5800,
+        "quota_bytes": 4096,
+        "held": True,
+        "held_reason": "conflict",
+        "up": True,
+        "iterations": 1,
+    }
+    assert contexts["a"]["held"] is False and contexts["a"]["held_reason"] is None
+
+
+async def test_basic_auth_from_the_web_config_file(tmp_path: Path) -> None:
+    users = {"prometheus": bcrypt_hash("s3cret"), "grafana": bcrypt_hash("other")}
+    web = write_web_config(tmp_path / "web.yml", {"basic_auth_users": users})
+    async with serving({}, web_config_file=web) as (url, _):
         anonymous = await get(url + "/metrics")
         wrong_password = await get(url + "/metrics", auth=("prometheus", "guess"))
         wrong_user = await get(url + "/metrics", auth=("root", "s3cret"))
         right = await get(url + "/metrics", auth=("prometheus", "s3cret"))
         again = await get(url + "/healthz", auth=("prometheus", "s3cret"))
+        second_user = await get(url + "/status", auth=("grafana", "other"))
         wrong_after_right = await get(url + "/metrics", auth=("prometheus", "s3cret!"))
     assert anonymous.status == 401
     assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="damond"'
     assert wrong_password.status == 401 and wrong_user.status == 401
     assert right.status == 200 and b"damond_build_info" in right.body
-    assert again.status == 200
+    assert again.status == 200 and second_user.status == 200
     assert wrong_after_right.status == 401
 
 
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = require_binary("openssl", "openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+async def test_failed_logins_are_limited_per_client_address(tmp_path: Path) -> None:
+    web = write_web_config(tmp_path / "web.yml", {"basic_auth_users": {"p": bcrypt_hash("pw")}})
+    async with serving({}, web_config_file=web) as (url, _):
+        guesses = [await get(url + "/metrics", auth=("p", f"guess{i}")) for i in range(8)]
+        right_but_limited = await get(url + "/metrics", auth=("p", "pw"))
+    codes = [reply.status for reply in guesses]
+    assert codes[:5] == [401] * 5  # the burst of failures each get a check
+    assert codes[5:] == [429] * 3  # then no check at all until the bucket refills
+    assert int(guesses[-1].headers["Retry-After"]) >= 1
+    assert right_but_limited.status == 429
 
 
-async def test_tls(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
+async def test_concurrent_wrong_guesses_get_no_more_checks_than_the_limit(tmp_path: Path) -> None:
+    web = write_web_config(tmp_path / "web.yml", {"basic_auth_users": {"p": bcrypt_hash("pw")}})
+    loop = asyncio.get_running_loop()
+    # the clients' own threads: the default executor is the server's, for its checks
+    with ThreadPoolExecutor(20) as clients:
+        async with serving({}, web_config_file=web) as (url, _):
+            replies = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        clients, partial(http_get, url + "/metrics", auth=("p", f"guess{i}"))
+                    )
+                    for i in range(20)
+                )
+            )
+    codes = sorted(reply.status for reply in replies)
+    assert set(codes) == {401, 429}
+    assert codes.count(401) <= 6  # the burst of 5, and perhaps one refilled meanwhile
+
+
+async def test_tls_from_the_web_config_file_with_relative_paths(tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    web = write_web_config(
+        tmp_path / "web.yml",
+        {"tls_server_config": {"cert_file": cert.name, "key_file": key.name}},
+    )
     trusting = ssl.create_default_context(cafile=str(cert))
-    async with serving({}, tls={"cert_file": cert, "key_file": key}) as (url, _):
+    async with serving({}, tls=True, web_config_file=web) as (url, _):
         over_tls = await get(url + "/metrics", context=trusting)
         with pytest.raises((OSError, http.client.HTTPException)):
             await get(url.replace("https://", "http://") + "/metrics")
@@ -187,6 +244,38 @@ async def test_tls(certificate: tuple[Path, Path]) -> None:
             await get(url + "/metrics", context=ssl.create_default_context())
     assert isinstance(untrusted.value.reason, ssl.SSLCertVerificationError)
     assert over_tls.status == 200 and b"damond_build_info" in over_tls.body
+
+
+async def test_client_certificates_are_required_and_verified(tmp_path: Path) -> None:
+    ca = make_certificate(tmp_path, "ca")
+    server = make_certificate(tmp_path, "server", ca)
+    client = make_certificate(tmp_path, "client", ca)
+    stranger = make_certificate(tmp_path, "stranger")
+    web = write_web_config(
+        tmp_path / "web.yml",
+        {
+            "tls_server_config": {
+                "cert_file": str(server[0]),
+                "key_file": str(server[1]),
+                "client_auth_type": "RequireAndVerifyClientCert",
+                "client_ca_file": "ca.pem",
+                "min_version": "TLS13",
+            }
+        },
+    )
+
+    def client_context(pair: tuple[Path, Path] | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(ca[0]))
+        if pair is not None:
+            context.load_cert_chain(*pair)
+        return context
+
+    async with serving({}, tls=True, web_config_file=web) as (url, _):
+        admitted = await get(url + "/healthz", context=client_context(client))
+        for refused in (None, stranger):
+            with pytest.raises((OSError, http.client.HTTPException)):
+                await get(url + "/healthz", context=client_context(refused))
+    assert admitted.status == 200
 
 
 async def test_cancelling_closes_the_listener_and_open_connections() -> None:
@@ -249,7 +338,7 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
         port = int(url.rsplit(":", 1)[1])
         first, second, reused = await asyncio.to_thread(two_requests_on_one_connection, port)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         closing = await reader.read()  # EOF: the server closed after answering
         writer.close()
     assert (first, second, reused) == (200, 200, True)
@@ -257,20 +346,21 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
     assert b"\r\nConnection: close\r\n" in closing
 
 
-async def test_connections_beyond_the_cap_are_closed() -> None:
-    async with serving({}) as (url, _):
+async def test_idle_connections_beyond_the_cap_make_room_for_new_ones() -> None:
+    async with serving({"a": status("a", 0.1)}) as (url, _):
         port = int(url.rsplit(":", 1)[1])
-        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
-        try:
-            refused = await reader.read()
-        except ConnectionResetError:  # closed with the request unread
-            refused = b""
-        writer.close()
-        for _, idle_writer in idle:
-            idle_writer.close()
+        idle = [
+            await asyncio.open_connection("127.0.0.1", port) for _ in range(3 * MAX_CONNECTIONS)
+        ]
         await asyncio.sleep(0.1)
         served = await get(url + "/healthz")
-    assert refused == b""
+        closed = 0
+        for reader, writer in idle:
+            try:
+                async with asyncio.timeout(0.01):
+                    closed += await reader.read() == b""
+            except (TimeoutError, ConnectionResetError):
+                pass
+            writer.close()
     assert served.status == 200
+    assert closed >= 2 * MAX_CONNECTIONS  # the idlest were closed to make room

@@ -12,11 +12,13 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,13 @@ import pytest
 
 from damond.backend.simulated.backend import SimBackend
 from damond.config import SimulationConfig
-from tests.exporter_helpers import http_get
+from tests.exporter_helpers import (
+    bcrypt_hash,
+    http_get,
+    make_certificate,
+    openmetrics_families,
+    write_web_config,
+)
 from tests.tools import free_port, require_binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,16 +73,15 @@ def reachable(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def damond_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A running ``damond run`` with its default (simulated) configuration."""
-    tmp = tmp_path_factory.mktemp("damond")
-    config = tmp / "damond.toml"
-    config.write_text("")
+@contextmanager
+def running_damond(tmp: Path, config: str = "", scheme: str = "http") -> Iterator[str]:
+    """A running ``damond run`` on the default (simulated) configuration plus ``config``;
+    its URL."""
+    (tmp / "damond.toml").write_text(config)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAMOND_")}
     env |= {
-        "DAMOND_CONFIG": str(config),
+        "DAMOND_CONFIG": str(tmp / "damond.toml"),
         "DAMOND_STATE_DIR": str(tmp / "state"),
         "DAMOND_METRICS__LISTEN": f"127.0.0.1:{port}",
         "DAMOND_MQTT__ENABLED": "false",
@@ -83,15 +90,30 @@ def damond_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "damond", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for("damond's /healthz", lambda: proc.poll() is None and reachable(url + "/healthz"))
-        yield url
+        wait_for("damond's listener", lambda: proc.poll() is None and listening(port))
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=15)
         log.close()
     assert code == 0, (tmp / "damond.log").read_text()
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def damond_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running ``damond run`` with its default (simulated) configuration."""
+    with running_damond(tmp_path_factory.mktemp("damond")) as url:
+        wait_for("damond's /healthz", lambda: reachable(url + "/healthz"))
+        yield url
 
 
 class Prometheus:
@@ -111,20 +133,17 @@ class Prometheus:
         return result
 
 
-@pytest.fixture(scope="module")
-def prometheus(damond_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """A real Prometheus scraping damond every second, with damond's alert rules loaded."""
+@contextmanager
+def running_prometheus(tmp: Path, scrape_config: str) -> Iterator[Prometheus]:
+    """A real Prometheus scraping every second with ``scrape_config`` (YAML of one job,
+    indented as a list item), with damond's alert rules loaded."""
     binary = require_binary("prometheus", "prometheus")
-    tmp = tmp_path_factory.mktemp("prometheus")
-    target = damond_url.removeprefix("http://")
     (tmp / "prometheus.yml").write_text(
         "global:\n"
         "  scrape_interval: 1s\n"
         "  evaluation_interval: 1s\n"
         f"rule_files: [{json.dumps(str(RULES))}]\n"
-        "scrape_configs:\n"
-        "  - job_name: damond\n"
-        f"    static_configs: [{{targets: [{json.dumps(target)}]}}]\n"
+        "scrape_configs:\n" + scrape_config
     )
     port = free_port()
     log = (tmp / "prometheus.log").open("wb")
@@ -141,7 +160,19 @@ def prometheus(damond_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     server = Prometheus(f"http://127.0.0.1:{port}")
     try:
         wait_for("Prometheus to be ready", lambda: reachable(server.url + "/-/ready"))
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
 
+
+@pytest.fixture(scope="module")
+def prometheus(damond_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus scraping damond every second, with damond's alert rules loaded."""
+    target = damond_url.removeprefix("http://")
+    job = f"  - job_name: damond\n    static_configs: [{{targets: [{json.dumps(target)}]}}]\n"
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), job) as server:
         # A rate needs two scrapes; the ping-pong panel's subquery (1 s steps,
         # aligned to whole seconds) needs a third to be sure of two points.
         def scraped_thrice() -> bool:
@@ -150,10 +181,6 @@ def prometheus(damond_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
         wait_for("three scrapes of damond", scraped_thrice)
         yield server
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def substitute(expr: str) -> str:
@@ -237,14 +264,109 @@ def test_every_alert_rule_evaluates_without_error(prometheus: Prometheus) -> Non
         prometheus.query(rule["query"])  # asserts status "success"
 
 
-def test_scraped_metrics_pass_promtool_check_metrics(damond_url: str) -> None:
+def promtool_check_metrics(body: bytes) -> subprocess.CompletedProcess[str]:
     promtool = require_binary("promtool", "prometheus")
-    text = http_get(damond_url + "/metrics").body
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
+    return subprocess.run(
+        [promtool, "check", "metrics"],
+        input=body.decode(),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
+
+
+def test_scraped_text_passes_promtool_check_metrics(damond_url: str) -> None:
+    reply = http_get(damond_url + "/metrics", headers={"Accept": "text/plain;version=0.0.4"})
+    assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    result = promtool_check_metrics(reply.body)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout + result.stderr == b""
+    assert result.stdout + result.stderr == ""
+
+
+def test_scraped_openmetrics_passes_promtool_check_metrics(damond_url: str) -> None:
+    """promtool lints with the text format's rules, where a counter's HELP names its
+    ``_total`` samples; OpenMetrics puts it on the family. Those are its only findings."""
+    accept = "application/openmetrics-text;version=1.0.0"
+    reply = http_get(damond_url + "/metrics", headers={"Accept": accept})
+    assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
+    body = reply.body.decode()
+    families = {f.name: f for f in openmetrics_families(body)}  # strict: raises if invalid
+    result = promtool_check_metrics(reply.body)
+    assert result.returncode in (0, 3), result.stdout + result.stderr  # 3: lint findings
+    findings = (result.stdout + result.stderr).splitlines()
+    for finding in findings:
+        name, _, problem = finding.partition(" ")
+        assert problem == "no help text" and name.endswith("_total"), finding
+        family = families[name.removesuffix("_total")]
+        assert family.type == "counter" and family.documentation, finding
+    assert {f.removesuffix(" no help text") for f in findings} == {
+        f"{name}_total" for name, f in families.items() if f.type == "counter"
+    }
+
+
+def test_process_series_are_exported(prometheus: Prometheus) -> None:
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ):
+        assert prometheus.query(f'{name}{{job="damond"}}'), name
+
+
+def test_prometheus_scrapes_over_tls_with_basic_auth(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The web configuration file node_exporter would read protects the endpoint, and
+    Prometheus scrapes it with its usual tls_config and basic_auth."""
+    tmp = tmp_path_factory.mktemp("protected")
+    cert, key = make_certificate(tmp)
+    web = write_web_config(
+        tmp / "web.yml",
+        {
+            "tls_server_config": {"cert_file": cert.name, "key_file": key.name},
+            "basic_auth_users": {"prometheus": bcrypt_hash("s3cret")},
+        },
+    )
+    (tmp / "password").write_text("s3cret\n")
+    with running_damond(tmp, f'[metrics]\nweb_config_file = "{web}"\n', "https") as url:
+        target = url.removeprefix("https://")
+        job = (
+            "  - job_name: damond\n"
+            "    scheme: https\n"
+            f"    tls_config: {{ca_file: {json.dumps(str(cert))}}}\n"
+            "    basic_auth:\n"
+            "      username: prometheus\n"
+            f"      password_file: {json.dumps(str(tmp / 'password'))}\n"
+            f"    static_configs: [{{targets: [{json.dumps(target)}]}}]\n"
+            "  - job_name: anonymous\n"
+            "    scheme: https\n"
+            f"    tls_config: {{ca_file: {json.dumps(str(cert))}}}\n"
+            f"    static_configs: [{{targets: [{json.dumps(target)}]}}]\n"
+        )
+        with running_prometheus(tmp, job) as server:
+
+            def scraped() -> bool:
+                return bool(server.query('damond_context_up{job="damond"} == 1'))
+
+            wait_for("an authenticated scrape over TLS", scraped)
+            assert [r["value"][1] for r in server.query('up{job="damond"}')] == ["1"]
+            wait_for("the anonymous scrape", lambda: bool(server.query('up{job="anonymous"}')))
+            assert [r["value"][1] for r in server.query('up{job="anonymous"}')] == ["0"]
+        # damond status honours the same TLS and basic auth
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DAMOND_")}
+        status = subprocess.run(
+            [sys.executable, "-m", "damond", "status", "--url", url + "/status",
+             "--cacert", str(cert), "--user", "prometheus",
+             "--password-file", str(tmp / "password")],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert [row.split()[0] for row in status.stdout.splitlines()] == [
+            "CONTEXT",
+            "node0",
+            "node1",
+        ]
 
 
 def test_promtool_check_rules() -> None:

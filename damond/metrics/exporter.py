@@ -13,29 +13,31 @@ Its series exist from the start (zero for every scope and result), so that
 dashboards and alerts see a value on a host whose MQTT is disabled or has not
 received a policy; ``damond_mqtt_enabled`` tells the two apart.
 
-The families themselves are declared in :mod:`damond.metrics.families`.
+The families themselves are declared in :mod:`damond.metrics.families`;
+:class:`StatusCollector` hands them to a prometheus-client registry.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 
 from damond.backend.base import Backend
 from damond.control.status import ContextStatus
-from damond.metrics.exposition import TextRenderer
 from damond.metrics.families import FAMILIES
 from damond.metrics.rows import Scrape
 from damond.metrics.state import ITERATION_BUCKETS_S, ContextSeries, HostState
 
-__all__ = ["ITERATION_BUCKETS_S", "DaemonMetrics"]
+__all__ = ["ITERATION_BUCKETS_S", "DaemonMetrics", "StatusCollector"]
 
 
 class DaemonMetrics:
     def __init__(self, backend: Backend, mqtt_enabled: bool) -> None:
         self._host = HostState(backend, mqtt_enabled)
         self._series: dict[str, ContextSeries] = {}
-        self._renderer = TextRenderer()
 
     # -- the iteration observer -------------------------------------------------
 
@@ -60,19 +62,36 @@ class DaemonMetrics:
 
     # -- exposition -------------------------------------------------------------
 
-    def render(self, statuses: Mapping[str, ContextStatus]) -> bytes:
-        """The text exposition of everything, for the contexts in ``statuses``."""
+    def collect(self, statuses: Mapping[str, ContextStatus]) -> list[Metric]:
+        """Every damond family, for the contexts in ``statuses``."""
         for name in [n for n in self._series if n not in statuses]:
             del self._series[name]
         contexts = [(status, self._series_of(name)) for name, status in statuses.items()]
         scrape = Scrape(self._host, contexts)
-        out: list[str] = []
-        for family in FAMILIES:
-            family.render(out, self._renderer, scrape)
-        return "".join(out).encode()
+        return [metric for family in FAMILIES for metric in family.collect(scrape)]
+
+    def render(self, statuses: Mapping[str, ContextStatus]) -> bytes:
+        """The damond families alone in the text format (what tests and benchmarks read)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StatusCollector(self, lambda: statuses))
+        return generate_latest(registry)
 
     def _series_of(self, name: str) -> ContextSeries:
         series = self._series.get(name)
         if series is None:
             series = self._series[name] = ContextSeries()
         return series
+
+
+class StatusCollector:
+    """A prometheus-client collector of the damond families, read from the loops' live
+    statuses at each collection."""
+
+    def __init__(
+        self, metrics: DaemonMetrics, statuses: Callable[[], Mapping[str, ContextStatus]]
+    ) -> None:
+        self._metrics = metrics
+        self._statuses = statuses
+
+    def collect(self) -> list[Metric]:
+        return self._metrics.collect(self._statuses())

@@ -25,6 +25,11 @@ from damond.metrics.state import ITERATION_BUCKETS_S, HostState
 from damond.model.units import BP_SCALE
 
 BY_CONTEXT = ContextLabels(("context",), lambda status: (status.name,))
+BY_HOLD = ContextLabels(
+    ("context", "reason"),
+    lambda status: (status.name, (status.held_reason or "unspecified") if status.held else ""),
+)
+"""A context held still carries why in ``reason``; one acting has an empty reason."""
 BY_GOAL = ContextLabels(
     ("context", "goal_metric", "node"),
     lambda status: (status.name, status.goal_metric, status.goal_node),
@@ -161,6 +166,13 @@ FAMILIES: tuple[Family, ...] = (
         "1 while the context's loop runs and its kdamond is on.",
         BY_CONTEXT,
         lambda status, _: int(status.up),
+    ),
+    ContextFamily(
+        "damond_context_held",
+        "gauge",
+        "1 while the context is held still (reason: why), 0 while it acts.",
+        BY_HOLD,
+        lambda status, _: int(status.held),
     ),
     ContextFamily(
         "damond_context_restarts_total",

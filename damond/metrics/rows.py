@@ -1,23 +1,26 @@
-"""The kinds of rows of the metric family table, and how each kind renders.
+"""The kinds of rows of the metric family table, and how each kind becomes a metric family.
 
 A row declares a family (name, type, help, labels) and where its values come
-from; rendering it gathers the label values and values of its samples and
-hands them to the :class:`~damond.metrics.exposition.TextRenderer`, whose
-cached template makes that the whole cost. The table is in
+from; collecting it builds a prometheus-client :class:`Metric` with its samples,
+which prometheus-client's encoders render (text or OpenMetrics). The table is in
 :mod:`damond.metrics.families`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from typing import Protocol
+from typing import Literal, Protocol
+
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample as PromSample
 
 from damond.control.status import ContextStatus
-from damond.metrics.exposition import Kind, LabelValues, TextRenderer, Value
-from damond.metrics.state import ContextSeries, HostState
+from damond.metrics.state import ContextSeries, HostState, Value
 
+Kind = Literal["gauge", "counter", "histogram"]
+LabelValues = tuple[str | int, ...]
+"""One sample's label values, in the order of its family's label names."""
 Contexts = Sequence[tuple[ContextStatus, ContextSeries]]
 Sample = tuple[LabelValues, Value]
 
@@ -36,21 +39,37 @@ class Scrape:
 
     host: HostState
     contexts: Contexts
-    _keys: dict[ContextLabels, list[LabelValues]] = field(default_factory=dict)
+    _labels: dict[ContextLabels, list[dict[str, str]]] = field(default_factory=dict)
 
-    def keys(self, labels: ContextLabels) -> list[LabelValues]:
-        """Every context's values of ``labels``, worked out once per scrape."""
-        keys = self._keys.get(labels)
-        if keys is None:
-            keys = self._keys[labels] = [labels.values(status) for status, _ in self.contexts]
-        return keys
+    def labels(self, labels: ContextLabels) -> list[dict[str, str]]:
+        """Every context's labels of ``labels``, worked out once per scrape (do not mutate)."""
+        found = self._labels.get(labels)
+        if found is None:
+            names = labels.names
+            found = self._labels[labels] = [
+                dict(zip(names, map(str, labels.values(status)), strict=True))
+                for status, _ in self.contexts
+            ]
+        return found
 
 
 class Family(Protocol):
     """A row of the table."""
 
-    def render(self, out: list[str], renderer: TextRenderer, scrape: Scrape) -> None:
-        """Append the family's text (or, for a row of several families, theirs) to ``out``."""
+    @property
+    def name(self) -> str:
+        """The family's name (a format string for a row of several families)."""
+
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        """The family (or, for a row of several families, the families) of this scrape."""
+
+
+def _family(name: str, kind: Kind, help_text: str) -> tuple[Metric, str]:
+    """An empty family and the name of its plain samples (a counter's end in ``_total``)."""
+    if kind == "counter":
+        base = name.removesuffix("_total")
+        return Metric(base, help_text, kind), base + "_total"
+    return Metric(name, help_text, kind), name
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +82,14 @@ class HostFamily:
     labels: tuple[str, ...]
     samples: Callable[[HostState, Contexts], Iterable[Sample]]
 
-    def render(self, out: list[str], renderer: TextRenderer, scrape: Scrape) -> None:
-        samples = list(self.samples(scrape.host, scrape.contexts))
-        keys = [key for key, _ in samples]
-        values = [value for _, value in samples]
-        renderer.family(out, self.name, self.kind, self.help, self.labels, keys, values)
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        metric, sample_name = _family(self.name, self.kind, self.help)
+        names = self.labels
+        metric.samples = [
+            PromSample(sample_name, dict(zip(names, map(str, key), strict=True)), value)
+            for key, value in self.samples(scrape.host, scrape.contexts)
+        ]
+        yield metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +103,12 @@ class CounterFamilies:
     help: str
     values: Callable[[HostState], Mapping[str, Value]]
 
-    def render(self, out: list[str], renderer: TextRenderer, scrape: Scrape) -> None:
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
         counters = self.values(scrape.host)
         for key in sorted(counters):
-            name = self.name.format(key)
-            renderer.family(out, name, "counter", self.help.format(key), (), [()], [counters[key]])
+            metric, sample_name = _family(self.name.format(key), "counter", self.help.format(key))
+            metric.samples = [PromSample(sample_name, {}, counters[key])]
+            yield metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +121,17 @@ class ContextFamily:
     labels: ContextLabels
     value: Callable[[ContextStatus, ContextSeries], Value | None]
 
-    def render(self, out: list[str], renderer: TextRenderer, scrape: Scrape) -> None:
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        metric, sample_name = _family(self.name, self.kind, self.help)
         value = self.value
-        keys = scrape.keys(self.labels)
-        got = [value(status, series) for status, series in scrape.contexts]
-        values = [v for v in got if v is not None]
-        if len(values) < len(got):
-            keys = [key for key, v in zip(keys, got, strict=True) if v is not None]
-        renderer.family(out, self.name, self.kind, self.help, self.labels.names, keys, values)
+        metric.samples = [
+            PromSample(sample_name, labels, v)
+            for labels, (status, series) in zip(
+                scrape.labels(self.labels), scrape.contexts, strict=True
+            )
+            if (v := value(status, series)) is not None
+        ]
+        yield metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +144,14 @@ class ContextNodeFamily:
     labels: ContextLabels
     values: Callable[[ContextStatus, ContextSeries], Mapping[int, Value]]
 
-    def render(self, out: list[str], renderer: TextRenderer, scrape: Scrape) -> None:
-        keys: list[LabelValues] = []
-        values: list[Value] = []
-        contexts = zip(scrape.keys(self.labels), scrape.contexts, strict=True)
-        for key, (status, series) in contexts:
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        metric, sample_name = _family(self.name, self.kind, self.help)
+        samples = metric.samples
+        contexts = zip(scrape.labels(self.labels), scrape.contexts, strict=True)
+        for labels, (status, series) in contexts:
             for node, value in sorted(self.values(status, series).items()):
-                keys.append((*key, node))
-                values.append(value)
-        label_names = (*self.labels.names, "node")
-        renderer.family(out, self.name, self.kind, self.help, label_names, keys, values)
+                samples.append(PromSample(sample_name, {**labels, "node": str(node)}, value))
+        yield metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +165,19 @@ class ContextHistogram:
     buckets: tuple[float, ...]
     values: Callable[[ContextStatus, ContextSeries], Sequence[Value]]
 
-    def render(self, out: list[str], renderer: TextRenderer, scrape: Scrape) -> None:
-        values = self.values
-        flat = list(
-            chain.from_iterable(values(status, series) for status, series in scrape.contexts)
-        )
-        keys = scrape.keys(self.labels)
-        renderer.family(
-            out, self.name, "histogram", self.help, self.labels.names, keys, flat, self.buckets
-        )
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        metric = Metric(self.name, self.help, "histogram")
+        bucket, total, count = self.name + "_bucket", self.name + "_sum", self.name + "_count"
+        bounds = [*(repr(float(b)) for b in self.buckets), "+Inf"]
+        n = len(bounds)
+        samples = metric.samples
+        contexts = zip(scrape.labels(self.labels), scrape.contexts, strict=True)
+        for labels, (status, series) in contexts:
+            values = self.values(status, series)
+            samples.extend(
+                PromSample(bucket, {**labels, "le": le}, v)
+                for le, v in zip(bounds, values[:n], strict=True)
+            )
+            samples.append(PromSample(total, labels, values[n]))
+            samples.append(PromSample(count, labels, values[n + 1]))
+        yield metric

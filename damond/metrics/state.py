@@ -12,12 +12,12 @@ import bisect
 from dataclasses import dataclass, field
 
 from damond.backend.base import Backend
-from damond.metrics.exposition import Value
 from damond.model.measurement import SchemeStats
 
-ITERATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+ITERATION_BUCKETS_S = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 2.5)
+Value = int | float
 POLICY_SCOPES = ("fleet", "group", "host")
-POLICY_RESULTS = ("applied", "stale", "duplicate", "rejected")
+POLICY_RESULTS = ("applied", "stale", "superseded", "duplicate", "rejected")
 
 
 @dataclass
