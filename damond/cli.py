@@ -1,55 +1,137 @@
-"""The ``damond`` command line. Exit codes: 0 ok, 1 runtime failure,
-2 invalid config or arguments, 3 the environment cannot run damond."""
+"""The ``damond`` command line: parsing, loading the configuration, exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from damond import __version__
-from damond.config import ConfigError, MqttConfig, Settings, config_path
+from damond.config import ConfigError, Settings, config_path, environment_warnings
+from damond.metrics.statusclient import add_status_arguments, status_command
 from damond.model.errors import BackendError, EnvironmentRefused
 from damond.runtime.configsource import ConfigSource, load_daemon_settings
 from damond.runtime.logs import configure_logging
+from damond.runtime.preflight import host_problems, mqtt_file_errors
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 3
 
+DESCRIPTION = "A user-space controller for DAMON-based tiered memory."
+EPILOG = """\
+exit codes:
+  0  success
+  1  runtime failure
+  2  invalid configuration or arguments
+  3  this host cannot run damond (no DAMON, not root, port in use, ...)
+
+Every setting can also come from a DAMOND_<FIELD> environment variable
+(DAMOND_MQTT__PORT=1884); flags win over the environment, which wins over the file."""
+
+FLAGS = {
+    "backend": "--backend",
+    "interval_s": "--interval",
+    "log_level": "--log-level",
+    "state_dir": "--state-dir",
+    "simulation.seed": "--seed",
+    "mqtt.host": "--broker (host)",
+    "mqtt.port": "--broker (port)",
+}
+"""The flag that sets each configuration field, to name it in errors about its value."""
+
+
+def _add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file (default: $DAMOND_CONFIG, else /etc/damond/damond.toml if it exists, "
+        "else the embedded default)",
+    )
+
+
+def daemon_args(p: argparse.ArgumentParser, backend: bool = True) -> None:
+    """The flags that override the daemon's settings (``backend``: also ``--backend``)."""
+    if backend:
+        p.add_argument("--backend", choices=["simulated", "sysfs"], help="overrides backend")
+    p.add_argument(
+        "--interval",
+        type=float,
+        dest="interval_s",
+        metavar="SECONDS",
+        help="control-loop period; overrides interval_s",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides log_level",
+    )
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="damond", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="damond",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"damond {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def config_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c",
-            "--config",
-            type=Path,
-            help="TOML file (default: $DAMOND_CONFIG, else /etc/damond/damond.toml if it exists)",
-        )
-        p.add_argument("--backend", choices=["simulated", "sysfs"])
-        p.add_argument("--interval", type=float, dest="interval_s", metavar="SECONDS")
-        p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-        p.add_argument("--state-dir", type=Path)
-
-    run = sub.add_parser("run", help="run the daemon in the foreground")
-    config_arg(run)
-    check = sub.add_parser("check", help="validate the config and probe the kernel")
-    config_arg(check)
-    sim = sub.add_parser("simulate", help="run the controllers against the simulator")
+    for name, summary in (
+        ("run", "run the daemon in the foreground"),
+        ("check", "validate the configuration and probe the backend and the host"),
+    ):
+        p = _add_parser(sub, name, summary)
+        config_arg(p)
+        daemon_args(p)
+        p.add_argument("--state-dir", type=Path, metavar="DIR", help="overrides state_dir")
+    sim = _add_parser(sub, "simulate", "run the controllers against the simulator in virtual time")
     config_arg(sim)
-    sim.add_argument("--duration", type=float, default=3600.0, metavar="SECONDS")
-    sim.add_argument("--seed", type=int)
-    sim.add_argument("--json", type=Path, dest="json_path", metavar="FILE")
-    sim.add_argument("--plot", type=Path, dest="plot_path", metavar="FILE")
+    daemon_args(sim, backend=False)
+    sim.add_argument(
+        "--duration",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="virtual time to simulate, 0 to 864000 (default: 3600)",
+    )
+    sim.add_argument("--seed", type=int, help="overrides simulation.seed")
+    sim.add_argument(
+        "--json", type=Path, dest="json_path", metavar="FILE", help="write the result as JSON"
+    )
+    sim.add_argument(
+        "--plot",
+        type=Path,
+        dest="plot_path",
+        metavar="FILE",
+        help="plot the run as a PNG (needs the plot extra)",
+    )
     _policy_parser(sub, config_arg)
+    status = _add_parser(sub, "status", "print a running daemon's contexts from its /status")
+    config_arg(status)
+    add_status_arguments(status)
     return parser
 
 
@@ -65,14 +147,22 @@ def _policy_parser(
         p.add_argument("--broker", metavar="HOST[:PORT]", help="default: mqtt.host and mqtt.port")
         p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
 
+    def addressed(p: argparse.ArgumentParser) -> None:
+        where = p.add_mutually_exclusive_group(required=True)
+        where.add_argument("--host", metavar="H", help="one host (its mqtt.host_id)")
+        where.add_argument("--group", metavar="G", help="every host of mqtt.group G")
+        where.add_argument("--fleet", action="store_true", help="every host")
+
     push = verbs.add_parser("push", help="publish a policy document and wait for the acks")
     common(push)
     push.add_argument("file", type=Path, metavar="FILE")
-    where = push.add_mutually_exclusive_group(required=True)
-    where.add_argument("--host", metavar="H")
-    where.add_argument("--group", metavar="G")
-    where.add_argument("--fleet", action="store_true")
+    addressed(push)
     push.add_argument("--key", type=Path, metavar="FILE", help="Ed25519 private key (PEM) to sign")
+    clear = verbs.add_parser(
+        "clear", help="remove a retained policy from the broker (hosts keep what they applied)"
+    )
+    common(clear)
+    addressed(clear)
     get = verbs.add_parser("get", help="print a host's retained state")
     common(get)
     get.add_argument("--host", required=True, metavar="H")
@@ -99,11 +189,46 @@ def _load(args: argparse.Namespace) -> Settings:
     return load_daemon_settings(config_path(args.config), _overrides(args))
 
 
-def _print_config_errors(exc: ConfigError) -> None:
-    n = len(exc.errors)
+def _name_flags(errors: list[str], args: argparse.Namespace) -> list[str]:
+    """Errors about a value a flag gave, named by the flag instead of the field."""
+    given = {field for field in _flatten(_overrides(args))}
+    named: list[str] = []
+    for line in errors:
+        field, sep, reason = line.partition(": ")
+        if sep and field in given and field in FLAGS:
+            line = f"{FLAGS[field]}: {reason}"
+        named.append(line)
+    return named
+
+
+def _flatten(overrides: dict[str, Any], prefix: str = "") -> list[str]:
+    fields: list[str] = []
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            fields += _flatten(value, f"{prefix}{key}.")
+        else:
+            fields.append(prefix + key)
+    return fields
+
+
+def _print_config_errors(errors: list[str]) -> None:
+    n = len(errors)
     print(f"damond: invalid configuration ({n} error{'s' if n != 1 else ''}):", file=sys.stderr)
-    for line in exc.errors:
+    for line in errors:
         print(f"  {line}", file=sys.stderr)
+
+
+def _refuse_host(settings: Settings) -> None:
+    """Raise EnvironmentRefused naming every reason this host cannot run ``settings``."""
+    problems = host_problems(settings)
+    if problems:
+        raise EnvironmentRefused("; ".join(problems))
+
+
+def _warn_environment() -> None:
+    """Name every ``DAMOND_*`` variable that is no setting (the daemon logs them instead)."""
+    for warning in environment_warnings():
+        print(f"damond: warning: {warning}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -111,38 +236,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     source = ConfigSource(config_path(args.config), _overrides(args))
     settings = source.load()
+    _refuse_host(settings)
     configure_logging(settings.log_level)
+    log = structlog.get_logger("damond")
+    for warning in environment_warnings():
+        log.warning("unknown environment variable ignored", detail=warning)
+    mqtt = settings.mqtt
+    if mqtt.enabled:
+        log.info("policy channel on", broker=f"{mqtt.host}:{mqtt.port}", tls=mqtt.use_tls)
+    else:
+        named = "host" in mqtt.model_fields_set  # a broker, turned off with enabled = false
+        log.info("policy channel off", reason="mqtt.enabled = false" if named else "no mqtt.host")
     asyncio.run(run_daemon(settings, source))
     return EXIT_OK
-
-
-def _check_mqtt_files(cfg: MqttConfig) -> None:
-    """Read the files the policy channel loads only at run time, outside the
-    config's validation (policy keys, the broker password), and raise every problem."""
-    from damond.policy.broker import CredentialsError, read_password
-    from damond.policy.signing import configured_keys
-
-    errors: list[str] = []
-    try:
-        configured_keys(cfg)
-    except ConfigError as exc:
-        errors += exc.errors
-    if cfg.username is not None and cfg.password_file is not None:
-        try:
-            read_password(cfg.password_file)
-        except CredentialsError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise ConfigError(errors)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from damond.runtime.daemon import make_backend
 
+    path = config_path(args.config)
     settings = _load(args)
+    _warn_environment()
     configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
     if settings.mqtt.enabled:
-        _check_mqtt_files(settings.mqtt)
+        mqtt_errors = mqtt_file_errors(settings.mqtt)
+        if mqtt_errors:
+            raise ConfigError(mqtt_errors)
+    _refuse_host(settings)
     backend = make_backend(settings)
 
     async def probe() -> None:
@@ -150,24 +270,29 @@ def cmd_check(args: argparse.Namespace) -> int:
         await backend.close()
 
     asyncio.run(probe())
-    print(f"config: ok ({len(settings.contexts)} contexts)")
+    print(f"config: ok ({len(settings.contexts)} contexts) from {path or 'the embedded default'}")
     print(f"backend: {backend.name}")
     print(f"kernel: {backend.kernel_version()}")
     print("features:")
     for name, supported in sorted(backend.features().items()):
         print(f"  {name:<24} {'yes' if supported else 'no'}")
+    from damond.control.describe import check_lines
+
+    print(*check_lines(settings), sep="\n")
     return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from damond.simulation import report
-    from damond.simulation.run import run_simulation
+    from damond.simulation.run import check_duration_flag, simulate
 
+    check_duration_flag(args.duration)
     overrides = _overrides(args)
     overrides["backend"] = "simulated"
     settings = load_daemon_settings(config_path(args.config), overrides)
+    _warn_environment()
     configure_logging(settings.log_level if args.log_level else "warning", sys.stderr)
-    result = asyncio.run(run_simulation(settings, args.duration))
+    result = simulate(settings, args.duration, sys.stderr)
     print(report.format_summary(result))
     if args.json_path is not None:
         report.write_json(result, args.json_path)
@@ -186,15 +311,19 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
     cfg = _load(args).mqtt
     try:
-        if args.policy_command == "push":
+        if args.policy_command in ("push", "clear"):
             if args.host:
                 target = tool.Target(Scope.HOST, args.host)
             elif args.group:
                 target = tool.Target(Scope.GROUP, args.group)
             else:
                 target = tool.Target(Scope.FLEET)
-            document = tool.load_document(args.file, args.key)
-            return tool.run(cfg, tool.push(cfg, document, target, args.timeout, sys.stdout))
+            if args.policy_command == "clear":
+                return tool.run(cfg, tool.clear(cfg, target, args.timeout, sys.stdout))
+            document = tool.load_document(args.file, args.key, target)
+            return tool.run(
+                cfg, tool.push(cfg, document, target, args.timeout, sys.stdout, sys.stderr)
+            )
         if args.policy_command == "get":
             return tool.run(cfg, tool.get_state(cfg, args.host, args.timeout, sys.stdout))
         return tool.run(cfg, tool.status(cfg, args.timeout, sys.stdout))
@@ -204,14 +333,26 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "simulate": cmd_simulate, "policy": cmd_policy}
+COMMANDS["status"] = status_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        try:
+            return _dispatch(_parser().parse_args(argv))
+        finally:  # also after --help: a closed pipe shows here, not at the interpreter's exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`damond check | head -1`): what it wanted it has
+        _silence_output()
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        _print_config_errors(exc)
+        _print_config_errors(_name_flags(exc.errors, args))
         return EXIT_CONFIG
     except EnvironmentRefused as exc:
         print(f"damond: cannot run here: {exc}", file=sys.stderr)
@@ -221,6 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null, so that the interpreter's final flush of a
+    closed pipe raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from damond.config import ConfigError, Mode, load_settings
+from damond.config import ConfigError, GiB, Mode, environment_warnings, load_settings
+
+CONTEXT = {"name": "a", "node": 0, "scheme": {"target_nid": 1}, "goal": {"nid": 0, "target_bp": 1}}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -136,3 +138,61 @@ shifts = [{ at_s = 10, from_set = "hot", to_set = "nope", fraction = 0.5 }]
         "simulation.sets: 4294967296 bytes of memory do not fit the machine's 2147483648 bytes "
         "of capacity",
     ]
+
+
+def test_mqtt_is_on_exactly_when_a_broker_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings(None).mqtt.enabled is False
+    assert load_settings(write(tmp_path, "[mqtt]\nhost = 'broker'\n")).mqtt.enabled is True
+    assert load_settings(write(tmp_path, "[mqtt]\nenabled = true\n")).mqtt.enabled is True
+    monkeypatch.setenv("DAMOND_MQTT__HOST", "broker")
+    assert load_settings(None).mqtt.enabled is True
+    monkeypatch.setenv("DAMOND_MQTT__ENABLED", "false")
+    assert load_settings(None).mqtt.enabled is False
+
+
+def test_choices_are_accepted_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAMOND_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("DAMOND_BACKEND", "Simulated")
+    s = load_settings(None, {"contexts": [{**CONTEXT, "mode": "Kernel"}]})
+    assert (s.log_level, s.backend, s.contexts[0].mode) == ("debug", "simulated", Mode.KERNEL)
+
+
+def test_unknown_variables_are_warnings_at_every_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAMOND_INTERVAL", "2")
+    monkeypatch.setenv("DAMOND_MQTT__PROT", "1884")
+    monkeypatch.setenv("DAMOND_SYSFS__NOPE", "1")
+    monkeypatch.setenv("DAMOND_CONFIG", "/nowhere.toml")  # read by config_path, not a field
+    s = load_settings(None)
+    assert (s.interval_s, s.mqtt.port) == (1.0, 1883)
+    assert environment_warnings() == [
+        "DAMOND_INTERVAL: not a damond setting, ignored; did you mean DAMOND_INTERVAL_S?",
+        "DAMOND_MQTT__PROT: not a damond setting, ignored; did you mean DAMOND_MQTT__PORT?",
+        "DAMOND_SYSFS__NOPE: not a damond setting, ignored; did you mean DAMOND_SYSFS?",
+    ]
+
+
+def test_a_quota_the_node_cannot_hold_is_refused_as_a_policy_refuses_it(tmp_path: Path) -> None:
+    too_much = 999_999_999_999_999
+    path = write(
+        tmp_path,
+        f"""
+[[contexts]]
+name = "a"
+node = 0
+scheme = {{ target_nid = 1, quota = {{ max_bytes = {too_much} }} }}
+goal = {{ nid = 0, target_bp = 6000 }}
+""",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    reason = f"must not exceed the capacity of node 0 (21474836480 bytes), got {too_much}"
+    assert info.value.errors == [f"contexts[0].scheme.quota.max_bytes: {reason}"]
+
+    from damond.policy.merge import fit_errors
+
+    base = load_settings(None).contexts
+    raw = {"contexts": {"node0": {"quota_max_bytes": too_much}}}
+    [policy_error] = fit_errors(raw, base, lambda node: 20 * GiB if node == 0 else None)
+    assert policy_error.msg == reason

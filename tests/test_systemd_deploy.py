@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import shutil
 import socket
 import subprocess
 import time
@@ -91,7 +90,11 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     for client in ("damond-operator", "h1", "h2"):
         issue_certificate(client, certs)
     port = free_port()
-    shutil.copy(DEPLOY / "mosquitto" / "damond.acl", tmp_path / "damond.acl")
+    acl = (DEPLOY / "mosquitto" / "damond.acl").read_text()
+    # the example's block for one host, as an operator adds one per host (h2 has none)
+    example = "user host1.example.internal\n"
+    assert example in acl
+    (tmp_path / "damond.acl").write_text(acl.replace(example, "user h1\n"))
     conf = (DEPLOY / "mosquitto" / "damond.conf").read_text()
     assert "listener 8883\n" in conf
     conf = conf.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")

@@ -4,6 +4,7 @@ The package's face: the names other layers use, so that they need not know
 which module of the folder holds each.
 """
 
+from damond.config.checks import quota_capacity_error
 from damond.config.context import (
     AccessPatternConfig,
     ContextConfig,
@@ -19,8 +20,8 @@ from damond.config.context import (
 from damond.config.errors import ConfigError
 from damond.config.fields import BasisPoints
 from damond.config.listen import is_loopback_host, parse_listen
-from damond.config.loading import load_settings
-from damond.config.service import BasicAuthConfig, MetricsConfig, MqttConfig, SysfsConfig, TlsConfig
+from damond.config.loading import environment_warnings, load_settings
+from damond.config.service import MetricsConfig, MqttConfig, SysfsConfig
 from damond.config.settings import DEFAULT_CONFIG_PATH, Settings, config_path
 from damond.config.simulation import (
     FaultConfig,
@@ -34,7 +35,6 @@ from damond.model.units import GiB, MiB
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "AccessPatternConfig",
-    "BasicAuthConfig",
     "BasisPoints",
     "ConfigError",
     "ContextConfig",
@@ -56,10 +56,11 @@ __all__ = [
     "SimNodeConfig",
     "SimulationConfig",
     "SysfsConfig",
-    "TlsConfig",
     "WeightsConfig",
     "config_path",
+    "environment_warnings",
     "is_loopback_host",
     "load_settings",
     "parse_listen",
+    "quota_capacity_error",
 ]

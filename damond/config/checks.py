@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from damond.config.context import Mode
+from damond.config.context import Mode, step_floor_bp
 from damond.config.listen import is_loopback_host, parse_listen
 from damond.config.service import MetricsConfig, MqttConfig
 from damond.config.settings import Settings
-from damond.config.simulation import SimulationConfig
+from damond.config.simulation import SimulationConfig, scheduled_errors
 from damond.model import damon as model
+from damond.model.units import BP_SCALE
+
+
+def quota_capacity_error(node: int, capacity: int | None, max_bytes: object) -> str | None:
+    """Why a quota cap cannot apply to a context on ``node`` (None when it can): a quota
+    the node cannot hold is a mistake, or meant for another machine. The configuration
+    and policies (``quota_max_bytes``) check it alike."""
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool):
+        return None  # the schema reports the type
+    if capacity is None or max_bytes <= capacity:
+        return None
+    return f"must not exceed the capacity of node {node} ({capacity} bytes), got {max_bytes}"
 
 
 def semantic_errors(settings: Settings) -> list[str]:
     """Cross-field checks that a single field's validator cannot make."""
     errors: list[str] = []
+    if not settings.contexts:
+        errors.append("contexts: no contexts configured; damond would have nothing to do")
     sim = settings.simulation
     known_nodes = sim.node_ids if settings.backend == "simulated" else None
+    capacities = (
+        {n.id: n.capacity_bytes for n in sim.nodes} if settings.backend == "simulated" else {}
+    )
     seen: dict[str, int] = {}
     for i, ctx in enumerate(settings.contexts):
         where = f"contexts[{i}]"
@@ -37,6 +54,11 @@ def semantic_errors(settings: Settings) -> list[str]:
                         f"{where}.{field}: unknown node {value}, "
                         f"the simulated machine has nodes {nodes_text}"
                     )
+        quota_error = quota_capacity_error(
+            ctx.node, capacities.get(ctx.node), ctx.scheme.quota.max_bytes
+        )
+        if quota_error is not None:
+            errors.append(f"{where}.scheme.quota.max_bytes: {quota_error}")
         if ctx.scheme.target_nid == ctx.node:
             errors.append(
                 f"{where}.scheme.target_nid: must differ from the context's node "
@@ -77,6 +99,7 @@ def semantic_errors(settings: Settings) -> list[str]:
                 )
     if settings.backend == "simulated":
         errors.extend(_simulation_errors(sim))
+        errors.extend(scheduled_errors(sim, [c.name for c in settings.contexts]))
     errors.extend(_metrics_errors(settings.metrics))
     errors.extend(_mqtt_errors(settings.mqtt))
     if settings.sysfs.nr_regions_min > settings.sysfs.nr_regions_max:
@@ -85,6 +108,35 @@ def semantic_errors(settings: Settings) -> list[str]:
             f"({settings.sysfs.nr_regions_max}), got {settings.sysfs.nr_regions_min}"
         )
     return errors
+
+
+def deadband_notes(settings: Settings) -> list[str]:
+    """Dead bands narrower than one measurement step, and the floor each is raised to.
+
+    Known before running on the simulated machine (a step is one chunk); a real
+    kernel's regions are learnt as it runs, and the daemon says so at start."""
+    if settings.backend != "simulated":
+        return []
+    sim = settings.simulation
+    capacity = {n.id: n.capacity_bytes for n in sim.nodes}
+    memory = sum(s.bytes for s in sim.sets)
+    notes = []
+    for i, ctx in enumerate(settings.contexts):
+        nid = ctx.goal.nid
+        if ctx.goal.metric == "node_target_mem_bp":
+            floor = step_floor_bp(sim.chunk_bytes, capacity.get(nid, 0) / BP_SCALE)
+            of = f"node {nid}'s {capacity.get(nid, 0)} bytes"
+        else:  # a share of the eligible memory, which is at most all the memory
+            floor = step_floor_bp(sim.chunk_bytes, memory / BP_SCALE)
+            of = f"at most {memory} bytes of eligible memory"
+        configured = ctx.controller.deadband_bp
+        if floor > configured:
+            notes.append(
+                f"contexts[{i}].controller.deadband_bp: {configured} bp is narrower than one "
+                f"measurement step ({floor} bp: a {sim.chunk_bytes}-byte region of {of}); "
+                f"raised to {floor} bp"
+            )
+    return notes
 
 
 def _mqtt_errors(mqtt: MqttConfig) -> list[str]:
@@ -99,23 +151,20 @@ def _mqtt_errors(mqtt: MqttConfig) -> list[str]:
 
 
 def _metrics_errors(metrics: MetricsConfig) -> list[str]:
-    """The endpoint's protection: a remote listener is protected, and the password is set once.
+    """A remote listener is protected (by its web configuration file) or explicitly not.
 
-    The files it names are read where they are used (:mod:`damond.metrics.auth`)."""
+    The file is read where it is used (:mod:`damond.metrics.webconfig`)."""
     if not metrics.enabled:
         return []
-    errors: list[str] = []
     host, _ = parse_listen(metrics.listen)
-    protected = metrics.tls is not None or metrics.basic_auth is not None
+    protected = metrics.web_config_file is not None
     if not is_loopback_host(host) and not protected and not metrics.allow_insecure_remote:
-        errors.append(
+        return [
             f"metrics.listen: {metrics.listen!r} is not a loopback address; protect it with "
-            "metrics.tls or metrics.basic_auth, or set metrics.allow_insecure_remote = true"
-        )
-    auth = metrics.basic_auth
-    if auth is not None and (auth.password_file is None) == (auth.password_hash is None):
-        errors.append("metrics.basic_auth: set exactly one of password_file and password_hash")
-    return errors
+            "TLS and basic auth in metrics.web_config_file, or set "
+            "metrics.allow_insecure_remote = true"
+        ]
+    return []
 
 
 def _simulation_errors(sim: SimulationConfig) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
 
@@ -46,5 +46,14 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 """A context's name: what a DAMON context, a metric label and a policy key all accept."""
 
 
+def _lower_case(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+AnyCase = BeforeValidator(_lower_case)
+"""Accept a choice in any case (``DAMOND_LOG_LEVEL=DEBUG``): the choices are lower-case."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # attribute docstrings become the fields' descriptions (docs/configuration.md)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)

@@ -6,6 +6,7 @@ operator fixes a file in one pass."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from damond.config.checks import semantic_errors
+from damond.config.environment import json_errors, unknown_variables
 from damond.config.errors import ConfigError
 from damond.config.settings import Settings, read_toml, toml_data
 from damond.config.wording import pydantic_errors
@@ -29,6 +31,9 @@ def load_settings(
 ) -> Settings:
     """Build the settings from file, environment and CLI overrides, or raise ConfigError."""
     data = read_toml(path) if path is not None else {}
+    unreadable = json_errors(Settings, os.environ)
+    if unreadable:
+        raise ConfigError(unreadable)
     token = toml_data.set(data)
     try:
         settings = Settings(**dict(overrides or {}))
@@ -42,3 +47,8 @@ def load_settings(
     if errors:
         raise ConfigError(errors)
     return settings
+
+
+def environment_warnings() -> list[str]:
+    """One line per ``DAMOND_*`` variable that is no setting (it is ignored)."""
+    return unknown_variables(Settings, os.environ)

@@ -8,15 +8,21 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from damond.config.context import ContextConfig, seed_contexts
+from damond.config.environment import NESTED, PREFIX, setting_variables
 from damond.config.errors import ConfigError
-from damond.config.fields import PositiveFloat
+from damond.config.fields import AnyCase, PositiveFloat
 from damond.config.service import MetricsConfig, MqttConfig, SysfsConfig
 from damond.config.simulation import SimulationConfig
 
@@ -37,26 +43,46 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(toml_data.get() or {})
 
 
+class _EnvSource(EnvSettingsSource):
+    """The environment, narrowed to the variables that are settings: the others are
+    reported as warnings (:func:`unknown_variables`), not as errors."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return setting_variables(self.settings_cls, os.environ)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="DAMOND_",
-        env_nested_delimiter="__",
+        env_prefix=PREFIX,
+        env_nested_delimiter=NESTED,
         extra="forbid",
         frozen=True,
+        use_attribute_docstrings=True,
     )
 
-    backend: Literal["simulated", "sysfs"] = "simulated"
+    backend: Annotated[Literal["simulated", "sysfs"], AnyCase] = "simulated"
+    """``simulated``: a simulated machine inside the daemon (see ``[simulation]``);
+    ``sysfs``: the kernel's DAMON through ``/sys/kernel/mm/damon/admin`` (needs root)."""
     interval_s: PositiveFloat = 1.0
+    """Control-loop period: one measure, decide, apply cycle per context."""
     state_dir: Path = Path("/var/lib/damond")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    on_exit: Literal["stop", "leave"] = "stop"
+    """Accepted policies and the records of the kdamonds damond created."""
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], AnyCase] = "info"
+    """Lowest level logged; a reload applies it."""
+    on_exit: Annotated[Literal["stop", "leave"], AnyCase] = "stop"
     """At shutdown, turn off the kdamonds damond owns (``stop``) or leave them
     running on their last settings (``leave``), e.g. across an upgrade."""
     metrics: MetricsConfig = MetricsConfig()
+    """The Prometheus endpoint."""
     mqtt: MqttConfig = MqttConfig()
+    """The policy channel (remote targets and quotas over MQTT)."""
     simulation: SimulationConfig = SimulationConfig()
+    """The simulated machine of ``backend = "simulated"`` and ``damond simulate``."""
     sysfs: SysfsConfig = SysfsConfig()
+    """The real DAMON backend (``backend = "sysfs"``)."""
     contexts: tuple[ContextConfig, ...] = Field(default_factory=seed_contexts)
+    """The DAMON contexts damond steers, one kdamond each; at least one. The default is
+    the two-context scenario on the simulated machine described in the README."""
 
     @classmethod
     def settings_customise_sources(
@@ -67,10 +93,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return (init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The file's table; every way a file can be unusable is a ConfigError."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -80,6 +107,14 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"config file {path}: is a directory"]) from None
     except PermissionError:
         raise ConfigError([f"config file {path}: permission denied"]) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"config file {path}: not valid UTF-8 (byte {exc.start}: {exc.reason})"]
+        ) from None
+    except RecursionError:
+        raise ConfigError([f"config file {path}: invalid TOML: nested too deeply"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"config file {path}: invalid TOML: {exc}"]) from None
 

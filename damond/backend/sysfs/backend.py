@@ -72,8 +72,11 @@ class SysfsBackend:
             self._kernel, claim, self._features = await self.worker.call(
                 lambda s: lifecycle.open_job(s, self.cfg, self.record_path, len(self.planned))
             )
-        except BaseException:
+        except BaseException as exc:
             self.worker.close()
+            refusal = lifecycle.refuse_without_permission(exc)
+            if refusal is not None:
+                raise refusal from None
             raise
         self._claim = claim
         log.info(

@@ -94,7 +94,7 @@ class Session:
         self._retry("write", path, lambda: self.io.write(path, value), value)
 
     def exists(self, path: Path) -> bool:
-        return self.io.exists(path)
+        return self._retry("stat", path, lambda: self.io.exists(path))
 
     def listdir(self, path: Path) -> list[str]:
         return self._retry("list", path, lambda: self.io.listdir(path))

@@ -9,15 +9,26 @@ to be left running or someone else's appeared meanwhile.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from damond.backend.sysfs import ownership, paths
 from damond.backend.sysfs.context import RunningContext, stop_job
 from damond.backend.sysfs.features import Features, probe, probe_by_presence
-from damond.backend.sysfs.io import Session
+from damond.backend.sysfs.io import Session, SysfsError
 from damond.backend.sysfs.kdamond import log
 from damond.config import SysfsConfig
 from damond.model.errors import EnvironmentRefused
+
+
+def refuse_without_permission(exc: BaseException) -> EnvironmentRefused | None:
+    """The refusal for a file access at open that the host does not permit (not root)."""
+    if isinstance(exc, SysfsError) and exc.errno in (errno.EACCES, errno.EPERM):
+        return EnvironmentRefused(
+            f"{exc}: no permission to use DAMON's sysfs files, which belong to root; "
+            "run as root (sudo damond ...). damond wrote nothing."
+        )
+    return None
 
 
 def open_job(
