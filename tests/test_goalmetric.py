@@ -3,6 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from damond.config.context import step_floor_bp
 from damond.control.goalmetric import (
     bytes_per_bp,
     goal_value_bp,
@@ -71,3 +72,28 @@ def test_moving_bytes_per_bp_changes_the_share_by_one_bp_each(
 
 def test_capacity_metric_bytes_per_bp_is_capacity_over_10000() -> None:
     assert bytes_per_bp("node_target_mem_bp", 1, {}, {1: 10_000 * 4096}) == 4096
+
+
+@given(
+    st.integers(min_value=1 << 20, max_value=1 << 30),
+    st.integers(min_value=1 << 30, max_value=1 << 40),
+    st.integers(min_value=0, max_value=1 << 40),
+)
+def test_the_dead_band_floor_covers_one_measurement_step(
+    step: int, capacity: int, eligible: int
+) -> None:
+    """A step moves the metric by no more than the floor, so a band of the floor's half
+    width around any target holds a value whole steps reach."""
+    eligible = min(eligible, capacity - step)
+    per_bp = bytes_per_bp("node_target_mem_bp", 0, {}, {0: capacity})
+    floor = step_floor_bp(step, per_bp)
+    before = goal_value_bp("node_target_mem_bp", 0, {0: eligible}, {0: capacity})
+    after = goal_value_bp("node_target_mem_bp", 0, {0: eligible + step}, {0: capacity})
+    assert 0 <= after - before <= floor
+    assert floor - 1 < step / per_bp <= floor
+
+
+def test_the_dead_band_floor_of_nothing_is_zero() -> None:
+    assert step_floor_bp(0, 4096.0) == 0
+    assert step_floor_bp(64 << 20, 0.0) == 0
+    assert step_floor_bp(1 << 40, 1.0) == BP_SCALE

@@ -1,33 +1,27 @@
 """damond's own quota controller (``daemon`` mode): small, bounded, direction-aware.
 
-Each iteration it turns the goal error into the bytes the scheme should move
-next, and sets that as the size quota:
+Each iteration the coordinator (:mod:`damond.control.coordinator`) tells it how
+many bytes its scheme should still move (its share of its goal's gap, beyond the
+dead band, in the direction its scheme moves the metric), and it sets the size
+quota from that:
 
-- **direction**: a scheme that moves pages *into* the goal node raises the
-  metric, one that moves them *out* lowers it; the scheme acts only when its
-  direction reduces the error, and is idle otherwise;
-- **dead band**: no action while the error is within ``deadband_bp``;
-- **bounded steps**: the quota moves a ``gain`` fraction of the remaining gap
-  per iteration, is capped by the scheme's ``max_bytes``, may at most double
-  (plus a floor) from one iteration to the next, and may drop at once;
-- **lag compensation**: bytes this scheme migrated within the last ``lag_s``
-  are counted at their destination even though DAMON does not see them as hot
-  there yet, so the loop does not keep pushing while the effect is in flight.
+- **steps sized from the gap**: the demand is already net of every sharing
+  context's bytes in flight, so the quota moves all of it but one measurement
+  step at once (a big known gap closes in one detection lag plus its bytes over
+  the quota rate), and corrects what is left, or a gap within one step of the
+  target (which sampling noise alone may explain), by a ``gain`` fraction per
+  iteration, from the measured response; the scheme's ``max_bytes`` caps it;
+- **lag compensation**: it tells the coordinator the bytes its scheme migrated
+  within the last ``lag_s``, which DAMON does not see at their destination yet,
+  so that no context of the goal keeps pushing while the effect is in flight.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from damond.config import ContextConfig
-from damond.control.goalmetric import bytes_per_bp, goal_value_bp
 from damond.model import damon as model
-from damond.model.units import MiB
-
-STEP_FLOOR_BYTES = 32 * MiB
-"""The quota may grow to at least this in one iteration, starting from idle."""
 
 
 def default_lag_s(ctx: ContextConfig) -> float:
@@ -39,19 +33,6 @@ def default_lag_s(ctx: ContextConfig) -> float:
     return (ctx.scheme.access_pattern.age_min + 2) * aggr_s
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    metric_bp: int
-    """The goal metric as measured."""
-    predicted_bp: int
-    """The metric once in-flight migrations become visible."""
-    demand_bytes: int
-    """Bytes the scheme should still move towards the goal (0: nothing to do)."""
-    quota_bytes: int
-    """The size quota to set for the next reset interval."""
-    inflight_bytes: int
-
-
 class DaemonController:
     """One context's controller; keeps only its own small state."""
 
@@ -61,7 +42,6 @@ class DaemonController:
         self.lag_s = default_lag_s(ctx)
         self._recent: deque[tuple[float, int]] = deque()
         self._last_applied: int | None = None
-        self._last_quota = model.IDLE_QUOTA_BYTES
 
     def reconfigure(self, ctx: ContextConfig) -> None:
         self.ctx = ctx
@@ -81,35 +61,22 @@ class DaemonController:
     def inflight_bytes(self) -> int:
         return sum(b for _, b in self._recent)
 
-    def decide(
-        self,
-        eligible_by_node: Mapping[int, int],
-        capacity_by_node: Mapping[int, int],
-    ) -> Decision:
+    @property
+    def inflight_moves(self) -> tuple[tuple[float, int], ...]:
+        """The bytes in flight as ``(time_s, bytes)``: when each batch was seen moved."""
+        return tuple(self._recent)
+
+    def quota_for(self, demand_bytes: int, resolution_bytes: int = 0) -> int:
+        """The size quota for the next reset interval, to move ``demand_bytes`` (this
+        context's share of its goal's gap net of what is in flight, from the coordinator).
+
+        All of the demand but one measurement step (``resolution_bytes``: a reading may
+        be that far off from sampling noise alone) is moved at once; what is left, or a
+        demand no larger than a step, by a ``gain`` fraction per iteration, so that a
+        reading one noisy region off is corrected gently. Capped by ``max_bytes``."""
         ctx = self.ctx
-        goal = ctx.goal
-        metric = goal_value_bp(goal.metric, goal.nid, eligible_by_node, capacity_by_node)
-        inflight = self.inflight_bytes
-        predicted_eligible = dict(eligible_by_node)
-        dest = ctx.scheme.target_nid
-        predicted_eligible[dest] = predicted_eligible.get(dest, 0) + inflight
-        predicted = goal_value_bp(goal.metric, goal.nid, predicted_eligible, capacity_by_node)
-
-        sign = 1 if ctx.direction is model.Direction.RAISES else -1
-        gap_bp = sign * (goal.target_bp - predicted)
-        per_bp = bytes_per_bp(goal.metric, goal.nid, predicted_eligible, capacity_by_node)
-        if gap_bp <= ctx.controller.deadband_bp or per_bp <= 0 or not ctx.enabled:
-            self._last_quota = model.IDLE_QUOTA_BYTES
-            return Decision(metric, predicted, 0, model.IDLE_QUOTA_BYTES, inflight)
-
-        demand = int(gap_bp * per_bp)
+        if demand_bytes <= 0 or not ctx.enabled:
+            return model.IDLE_QUOTA_BYTES
         windows = max(1.0, self.interval_s / (ctx.scheme.quota.reset_interval_ms / 1000))
-        wanted = int(demand * ctx.controller.gain / windows)
-        ceiling = max(2 * self._last_quota, STEP_FLOOR_BYTES)
-        quota = max(model.IDLE_QUOTA_BYTES, min(wanted, ceiling, ctx.scheme.quota.max_bytes))
-        self._last_quota = quota
-        return Decision(metric, predicted, demand, quota, inflight)
-
-    def hold(self) -> None:
-        """Forget the ramp: the next action starts again from the step floor."""
-        self._last_quota = model.IDLE_QUOTA_BYTES
+        step = max(demand_bytes - resolution_bytes, int(demand_bytes * ctx.controller.gain))
+        return max(model.IDLE_QUOTA_BYTES, min(int(step / windows), ctx.scheme.quota.max_bytes))

@@ -30,6 +30,11 @@ class ContextStatus:
     snapshot: Snapshot | None = None
     acting: bool = False
     held: bool = False
+    held_reason: str | None = None
+    """Why the context is held still (a short word such as ``conflict``), None while it acts."""
+    move: str | None = None
+    """What the context's scheme does between tiers: ``promotion``, ``demotion``, ``move
+    within tier N``, or ``move`` while the nodes' tiers are unknown."""
     last_error: str | None = None
     alive_since_monotonic: float | None = None
     """When the loop last (re)started; None while it waits out a backoff after a failure."""

@@ -3,7 +3,8 @@
 The runtime measures (``backend.snapshot``), hands the snapshot to
 :meth:`ContextControl.tick`, and writes what the returned :class:`Tick` says
 (``backend.set_quota`` or ``backend.feed_goal``). Everything between, including
-the goal metric (computed once per tick), is here and pure: no I/O, no asyncio.
+the goal metric (computed once per tick) and the context's report to the
+coordinator, is here and pure: no I/O, no asyncio.
 """
 
 from __future__ import annotations
@@ -12,12 +13,36 @@ from dataclasses import dataclass
 from typing import Literal
 
 from damond.config import ContextConfig, Mode
-from damond.control.arbiter import Claim, GoalArbiter
-from damond.control.controller import DaemonController
-from damond.control.goalmetric import goal_value_bp
-from damond.control.translation import build_context, fed_value, kernel_target
+from damond.config.context import step_floor_bp
+from damond.control.controller import DaemonController, default_lag_s
+from damond.control.coordinator import EPISODE_QUIET_S, Coordinator
+from damond.control.goalmetric import bytes_per_bp, goal_value_bp
+from damond.control.plan import HELD_UNREACHABLE, Member
+from damond.control.translation import (
+    build_context,
+    kernel_feed,
+    kernel_target,
+    resting_feed,
+)
 from damond.model import damon as model
 from damond.model.measurement import SchemeStats, Snapshot
+
+SETTLE_AGGREGATIONS = 10
+"""Aggregations a new kdamond's regions take to settle (split and merge to the
+workload) before its measurements tell memory classes apart."""
+
+
+def seen_after_s(ctx: ContextConfig) -> float:
+    """The least time from a move until DAMON can see the moved pages at their
+    destination again: one sampling, then ``age_min`` aggregations."""
+    return (ctx.scheme.access_pattern.age_min + 1) * ctx.intervals.aggr_us / 1e6
+
+
+def measurement_window_s(ctx: ContextConfig) -> float:
+    """Time from a context's start until memory that has been of its class all along
+    is seen as such: its regions settle, then its pages age to the pattern's minimum.
+    Before that, finding nothing to move proves nothing."""
+    return SETTLE_AGGREGATIONS * ctx.intervals.aggr_us / 1e6 + default_lag_s(ctx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +56,8 @@ class Notice:
 @dataclass(frozen=True, slots=True)
 class Tick:
     metric_bp: int
-    """The goal metric as measured."""
+    """The goal metric: as measured, or in daemon mode the one view of it that every
+    context of the goal shares."""
     quota_bytes: int
     """The size quota in force (damond's in daemon mode, the cap otherwise)."""
     write_quota: int | None = None
@@ -40,20 +66,30 @@ class Tick:
     """``(current_value, target_value)`` of the goal to write now (None: unchanged)."""
     acting: bool = False
     held: bool = False
+    held_reason: str | None = None
+    """Why it is held still (:data:`~damond.control.plan.HELD_REASONS`)."""
     notices: tuple[Notice, ...] = ()
 
 
 class ContextControl:
     """A context's configuration and the state its decisions need, in one place."""
 
-    def __init__(self, cfg: ContextConfig, interval_s: float) -> None:
+    def __init__(
+        self, cfg: ContextConfig, interval_s: float, step_bytes: int | None = None
+    ) -> None:
         self.controller = DaemonController(cfg, interval_s)
         self._structure = build_context(cfg, with_targets=False)
         self._quota_written: int | None = None
         self._goal_written: tuple[int, int] | None = None
-        self._unreachable = False
+        self._unreachable_seen_s: float | None = None
+        """When the goal was last unreachable: a warning is one per episode."""
         self._failing = False
         self._last_stats: SchemeStats | None = None
+        self._started_s: float | None = None
+        self.step_bytes = step_bytes
+        """The least memory a measurement tells apart (a region); None until known."""
+        self._step_known = step_bytes is not None
+        self._floor_told = False
 
     @property
     def cfg(self) -> ContextConfig:
@@ -64,6 +100,7 @@ class ContextControl:
         cfg = self.cfg
         self._structure = build_context(cfg, with_targets=False)
         self._quota_written = None
+        self._started_s = None
         native = cfg.mode is Mode.NATIVE
         self._goal_written = (0, kernel_target(cfg)) if native else None
         return build_context(cfg)
@@ -74,18 +111,24 @@ class ContextControl:
         self._goal_written = None
         return build_context(cfg, with_targets=False) != self._structure
 
-    def tick(self, snap: Snapshot, arbiter: GoalArbiter) -> Tick:
+    def tick(self, snap: Snapshot, coordinator: Coordinator) -> Tick:
         cfg = self.cfg
+        if self._started_s is None:
+            self._started_s = snap.time_s
         if cfg.mode is Mode.DAEMON:
-            return self._steer(snap, arbiter)
+            return self._steer(snap, coordinator)
         goal = cfg.goal
         metric = goal_value_bp(goal.metric, goal.nid, snap.eligible_bytes, snap.capacity_bytes)
         cap = cfg.scheme.quota.max_bytes
         if cfg.mode is Mode.KERNEL:
-            if sum(snap.eligible_bytes.values()) == 0:
+            fed_at_rest = resting_feed(cfg)
+            if fed_at_rest is not None:
+                fed = fed_at_rest
+            elif sum(snap.eligible_bytes.values()) == 0:
                 # every share is undefined; feeding 0 would send the tuner to full power
                 return Tick(metric, cap)
-            fed = (fed_value(cfg, metric), kernel_target(cfg))
+            else:
+                fed = kernel_feed(cfg, metric)
         else:  # native: the kernel measures; only a changed target is written
             fed = (0, kernel_target(cfg))
         if fed == self._goal_written:
@@ -93,49 +136,86 @@ class ContextControl:
         self._goal_written = fed
         return Tick(metric, cap, write_goal=fed)
 
-    def _steer(self, snap: Snapshot, arbiter: GoalArbiter) -> Tick:
+    def _learn_step(self, stats: SchemeStats) -> None:
+        """Learn the measurement's step when nobody said it: the mean size of the regions
+        the scheme moved (DAMON counts, measures and moves memory by regions)."""
+        if not self._step_known and stats.nr_applied > 0:
+            self.step_bytes = stats.sz_applied // stats.nr_applied
+
+    def _deadband(self, per_bp: float) -> tuple[int, list[Notice]]:
+        """The dead band in force, and a notice the first time the configured one is
+        raised to what one measurement step resolves."""
         cfg = self.cfg
+        configured = cfg.controller.deadband_bp
+        floor = step_floor_bp(self.step_bytes or 0, per_bp)
+        if floor <= configured:
+            return configured, []
+        notices = []
+        if not self._floor_told:
+            self._floor_told = True
+            notices.append(
+                Notice(
+                    "info",
+                    f"dead band raised from {configured} to {floor} bp: one measurement step "
+                    f"({self.step_bytes} bytes) moves {cfg.goal.metric} of node "
+                    f"{cfg.goal.nid} by {floor} bp, and a narrower band would trade regions "
+                    "back and forth forever",
+                )
+            )
+        return floor, notices
+
+    def _steer(self, snap: Snapshot, coordinator: Coordinator) -> Tick:
+        cfg = self.cfg
+        goal = cfg.goal
         self.controller.note_applied(snap.time_s, snap.stats.sz_applied)
-        decision = self.controller.decide(snap.eligible_bytes, snap.capacity_bytes)
-        allowed = arbiter.may_act(
-            Claim(
-                name=cfg.name,
-                source=cfg.node,
-                dest=cfg.scheme.target_nid,
-                goal_node=cfg.goal.nid,
-                metric=cfg.goal.metric,
-                metric_bp=decision.metric_bp,
-                target_bp=cfg.goal.target_bp,
-                demand_bytes=decision.demand_bytes,
+        self._learn_step(snap.stats)
+        per_bp = bytes_per_bp(goal.metric, goal.nid, snap.eligible_bytes, snap.capacity_bytes)
+        deadband, notices = self._deadband(per_bp)
+        share = coordinator.decide(
+            Member.of(
+                cfg,
+                deadband_bp=deadband,
+                eligible_bytes=snap.eligible_bytes,
+                capacity_bytes=snap.capacity_bytes,
+                inflight_bytes=self.controller.inflight_bytes,
                 time_s=snap.time_s,
+                moves=self.controller.inflight_moves,
+                seen_after_s=seen_after_s(cfg),
             )
         )
-        notices: list[Notice] = []
-        unreachable = decision.demand_bytes > 0 and snap.eligible_bytes.get(cfg.node, 0) == 0
-        if unreachable and not self._unreachable:
+        reason = share.held_reason
+        tiers = coordinator.tiers
+        window_s = measurement_window_s(cfg)
+        if reason == HELD_UNREACHABLE and snap.time_s - (self._started_s or 0.0) < window_s:
+            reason = None  # nothing of its class seen yet: pages have not aged enough
+        last_seen, now = self._unreachable_seen_s, snap.time_s
+        if reason == HELD_UNREACHABLE:
+            self._unreachable_seen_s = now
+        if reason == HELD_UNREACHABLE and (last_seen is None or now - last_seen > EPISODE_QUIET_S):
             notices.append(
                 Notice(
                     "warning",
-                    f"goal unreachable: {cfg.goal.metric} of node {cfg.goal.nid} is "
-                    f"{decision.metric_bp} bp, target {cfg.goal.target_bp} bp, but node "
-                    f"{cfg.node} has no eligible memory left to move; holding still",
+                    f"goal unreachable: {goal.metric} of {tiers.node(goal.nid)} is "
+                    f"{share.value_bp} bp, target {goal.target_bp} bp, but "
+                    f"{tiers.node(cfg.node)} has no eligible memory left to move; "
+                    "holding still",
                 )
             )
-        self._unreachable = unreachable
         notices += self._failing_migrations(snap.stats)
-        quota = decision.quota_bytes
-        held = not allowed or unreachable
-        if held:
+        if reason is None:
+            quota = self.controller.quota_for(share.demand_bytes, self.step_bytes or 0)
+        else:
             quota = model.IDLE_QUOTA_BYTES
-            self.controller.hold()
+        coordinator.granted(cfg.name, quota if quota > model.IDLE_QUOTA_BYTES else 0)
         write = None if quota == self._quota_written else quota
         self._quota_written = quota
         return Tick(
-            decision.metric_bp,
+            share.value_bp,
             quota,
             write_quota=write,
             acting=quota > model.IDLE_QUOTA_BYTES,
-            held=held,
+            held=reason is not None,
+            held_reason=reason,
             notices=tuple(notices),
         )
 

@@ -38,9 +38,54 @@ def fed_value(ctx: ContextConfig, metric_bp: int) -> int:
     return BP_SCALE - metric_bp if _turned_around(ctx) else metric_bp
 
 
+def cannot_miss(ctx: ContextConfig) -> bool:
+    """Whether no move can be needed: a target of 10000 for a scheme that lowers the
+    metric, or 0 for one that raises it."""
+    raises = ctx.direction is model.Direction.RAISES
+    return ctx.goal.target_bp == (0 if raises else BP_SCALE)
+
+
+def goal_holds(ctx: ContextConfig, metric_bp: int) -> bool:
+    """Whether the goal needs no move: a target it :func:`cannot_miss`, or a metric
+    within the dead band of its target or past it on the scheme's far side."""
+    if cannot_miss(ctx):
+        return True
+    target = ctx.goal.target_bp
+    gap = target - metric_bp if ctx.direction is model.Direction.RAISES else metric_bp - target
+    return gap <= ctx.controller.deadband_bp
+
+
+def _resting(ctx: ContextConfig) -> bool:
+    return ctx.controller.kernel_feed is KernelFeed.CORRECTED and cannot_miss(ctx)
+
+
+def kernel_feed(ctx: ContextConfig, metric_bp: int) -> tuple[int, int]:
+    """``(current_value, target_value)`` of the ``user_input`` goal (``kernel`` mode).
+
+    A goal that holds is fed at twice its target: the kernel's score is then
+    ``2 * 10000``, at which the ``consist`` tuner drops to one byte and ``temporal``
+    to nothing, so the tuner rests instead of moving pages nobody needs moved (a
+    target of 10000 on a lowering scheme is otherwise fed as target 1, current 0: a
+    score of 0, full power). The ``literal`` feed is left as the seed RFC had it.
+    """
+    target = kernel_target(ctx)
+    if ctx.controller.kernel_feed is KernelFeed.CORRECTED and goal_holds(ctx, metric_bp):
+        return 2 * target, target
+    return fed_value(ctx, metric_bp), target
+
+
+def resting_feed(ctx: ContextConfig) -> tuple[int, int] | None:
+    """The feed of a goal that needs no measurement to hold (it cannot be missed), so
+    that the tuner rests from the start, before anything is measured; None otherwise."""
+    target = kernel_target(ctx)
+    return (2 * target, target) if ctx.mode is Mode.KERNEL and _resting(ctx) else None
+
+
 def _goals(ctx: ContextConfig, target: int) -> tuple[model.QuotaGoal, ...]:
     if ctx.mode is Mode.KERNEL:
-        return (model.QuotaGoal(model.GoalMetric.USER_INPUT, target_value=target),)
+        current = 2 * target if _resting(ctx) else 0  # 0: the backend's own start value
+        goal = model.QuotaGoal(model.GoalMetric.USER_INPUT, target, current_value=current)
+        return (goal,)
     if ctx.mode is Mode.NATIVE:
         return (
             model.QuotaGoal(

@@ -11,7 +11,7 @@ import structlog
 
 from damond.backend.base import Backend
 from damond.config import ContextConfig
-from damond.control.arbiter import GoalArbiter
+from damond.control.coordinator import Coordinator
 from damond.control.status import ContextStatus
 from damond.control.tick import ContextControl
 from damond.runtime import logs
@@ -32,17 +32,19 @@ class ContextLoop:
         self,
         cfg: ContextConfig,
         backend: Backend,
-        arbiter: GoalArbiter,
+        coordinator: Coordinator,
         interval_s: float,
         observers: Sequence[IterationObserver] = (),
         record_history: bool = False,
         epoch: float | None = None,
+        step_bytes: int | None = None,
     ) -> None:
-        self.control = ContextControl(cfg, interval_s)
+        self.control = ContextControl(cfg, interval_s, step_bytes)
         self.epoch = epoch
         """Monotonic time the loop's ticks count from; None: from when it starts."""
         self.backend = backend
-        self.arbiter = arbiter
+        self.coordinator = coordinator
+        """The coordinator every context loop of the daemon shares."""
         self.interval_s = interval_s
         self.observers = list(observers)
         self.record_history = record_history
@@ -98,7 +100,7 @@ class ContextLoop:
         started = time.perf_counter()
         name = self.cfg.name
         snap = await self.backend.snapshot(name)
-        tick = self.control.tick(snap, self.arbiter)
+        tick = self.control.tick(snap, self.coordinator)
         for notice in tick.notices:
             if notice.level == "warning":
                 self.log.warning(notice.event)
@@ -113,6 +115,8 @@ class ContextLoop:
         status.quota_bytes = tick.quota_bytes
         status.acting = tick.acting
         status.held = tick.held
+        status.held_reason = tick.held_reason
+        status.move = self.coordinator.tiers.move(self.cfg.node, self.cfg.scheme.target_nid)
         status.up = snap.running
         status.metric_bp = metric
         status.snapshot = snap

@@ -16,9 +16,12 @@ from typing import Any
 import structlog
 
 from damond.backend.base import Backend
+from damond.backend.sysfs.topology import host_tiers
 from damond.config import ContextConfig, Settings
-from damond.control.arbiter import GoalArbiter
+from damond.control.coordinator import Coordinator
 from damond.control.status import ContextStatus, silent_contexts
+from damond.control.tiers import Tiers
+from damond.model.errors import BackendError
 from damond.runtime.loop import ContextLoop, IterationObserver
 
 BACKOFF_BASE_S = 0.5
@@ -44,7 +47,13 @@ class Supervisor:
         self.backend = backend
         self.observers = list(observers)
         self.services = list(services)
-        self.arbiter = GoalArbiter(stale_after_s=3 * settings.interval_s)
+        simulated = settings.backend == "simulated"
+        self.coordinator = Coordinator(
+            settings.interval_s, Tiers.of_simulation(settings.simulation) if simulated else None
+        )
+        """One coordinator over every context (shared goals, conflicts, holds)."""
+        self.step_bytes = settings.simulation.chunk_bytes if simulated else None
+        """What one measurement resolves, when known before measuring (a simulated chunk)."""
         self.loops: dict[str, ContextLoop] = {}
         self.stop_event = asyncio.Event()
         self.epoch = time.monotonic()
@@ -75,6 +84,13 @@ class Supervisor:
     async def run(self) -> None:
         """Run until :meth:`stop`; backend errors at open propagate to the caller."""
         await self.backend.open()
+        if self.settings.backend == "sysfs":
+            try:
+                tiers = await asyncio.to_thread(host_tiers, self.settings.sysfs.devices_root)
+            except BackendError as exc:
+                self.log.warning("memory tiers unknown; nodes are named by id", error=str(exc))
+            else:
+                self.coordinator.tiers = Tiers(tiers)
         self.epoch = time.monotonic()
         slow_stop: asyncio.TimerHandle | None = None
         try:
@@ -135,10 +151,11 @@ class Supervisor:
         loop = ContextLoop(
             ctx,
             self.backend,
-            self.arbiter,
+            self.coordinator,
             self.settings.interval_s,
             self.observers,
             epoch=self.epoch,
+            step_bytes=self.step_bytes,
         )
         self.loops[ctx.name] = loop
         loop.status.alive_since_monotonic = time.monotonic()
@@ -149,7 +166,7 @@ class Supervisor:
         if task is not None:
             task.cancel()
         self.loops.pop(name, None)
-        self.arbiter.forget(name)
+        self.coordinator.forget(name)
 
     async def _supervise(self, loop: ContextLoop) -> None:
         log = loop.log

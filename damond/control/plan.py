@@ -1,0 +1,261 @@
+"""One tick's plan over every context: who moves how many bytes towards which goal.
+
+A goal is a metric of a node over a class of pages: contexts whose goals have
+the same metric, node and page class steer one quantity and share it:
+
+- **one view**: the goal's value is read once, from one of its contexts (the first
+  by name), so that two kdamonds measuring it a few hundred basis points apart
+  never pull it two ways;
+- **bytes in flight per goal**: what the contexts moving it one way moved recently
+  counts, for all of them, at its destination, where the measurement does not see
+  it yet (migrated pages look cold until they have aged again), and what they moved
+  after the one reading was taken, or were given and have not moved yet, also
+  leaves its source (the reading still sees it there: counting it at both ends
+  would understate the value and overshoot); the contexts moving it the other way
+  wait for it to be measured;
+- **one gap, split**: the contexts that raise it (or lower it) split the bytes the
+  gap needs in proportion to the memory each has to move, instead of each moving
+  the whole gap;
+- **holds**, each with a reason (:data:`HELD_REASONS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from damond.config import ContextConfig
+from damond.control.conflicts import Move, conflicts
+from damond.control.goalmetric import bytes_per_bp, goal_value_bp
+from damond.control.pageclass import PageClass
+from damond.model import damon as model
+
+HELD_CONFLICT = "conflict"
+HELD_INFEASIBLE = "infeasible"
+HELD_UNREACHABLE = "unreachable"
+HELD_REASONS = {
+    HELD_CONFLICT: "it and other contexts of other goals would move the same pages back "
+    "and forth around a cycle of nodes",
+    HELD_INFEASIBLE: "a context raising its goal and one lowering it want values that no "
+    "single value meets (their targets and dead bands leave no band between them)",
+    HELD_UNREACHABLE: "its goal needs moves but its node has no memory of its class left",
+}
+"""The ``held_reason`` values and what each means."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoalKey:
+    """A goal as a quantity: contexts with equal keys steer the same value."""
+
+    metric: str
+    nid: int
+    page_class: PageClass
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What one context tells the plan: its route, its goal, and its measurement."""
+
+    name: str
+    source: int
+    dest: int
+    goal: GoalKey
+    raises: bool
+    target_bp: int
+    deadband_bp: int
+    """The dead band in force (never narrower than one measurement step)."""
+    eligible_bytes: Mapping[int, int]
+    """Memory of its class on each node, as this context measured it."""
+    capacity_bytes: Mapping[int, int]
+    inflight_bytes: int
+    """Bytes it moved that the measurement does not see at their destination yet."""
+    time_s: float = 0.0
+    """When it measured (its snapshot's time)."""
+    enabled: bool = True
+    moves: tuple[tuple[float, int], ...] = ()
+    """The moves within ``inflight_bytes`` as ``(time_s, bytes)``, each seen in the
+    snapshot of ``time_s``: a reading older than a move still sees its bytes at the
+    source. Empty: all of them are older than any reading."""
+    pending_bytes: int = 0
+    """Quota it was given and has not used yet: bytes still at the source."""
+    seen_after_s: float = 0.0
+    """The least time from a move until its pages can be seen at their destination."""
+
+    @classmethod
+    def of(
+        cls,
+        ctx: ContextConfig,
+        *,
+        deadband_bp: int,
+        eligible_bytes: Mapping[int, int],
+        capacity_bytes: Mapping[int, int],
+        inflight_bytes: int,
+        time_s: float,
+        moves: tuple[tuple[float, int], ...] = (),
+        seen_after_s: float = 0.0,
+    ) -> Member:
+        return cls(
+            name=ctx.name,
+            source=ctx.node,
+            dest=ctx.scheme.target_nid,
+            goal=GoalKey(ctx.goal.metric, ctx.goal.nid, PageClass.of(ctx)),
+            raises=ctx.direction is model.Direction.RAISES,
+            target_bp=ctx.goal.target_bp,
+            deadband_bp=deadband_bp,
+            eligible_bytes=eligible_bytes,
+            capacity_bytes=capacity_bytes,
+            inflight_bytes=inflight_bytes,
+            time_s=time_s,
+            enabled=ctx.enabled,
+            moves=moves,
+            seen_after_s=seen_after_s,
+        )
+
+    @property
+    def available_bytes(self) -> int:
+        """Memory of its class on its source node: what it could move."""
+        return self.eligible_bytes.get(self.source, 0)
+
+    def unseen_at_source(self, reading_s: float) -> int:
+        """Bytes a reading taken at ``reading_s`` still sees at the source though they
+        have left or are about to: moves after the reading, and quota not used yet."""
+        return self.pending_bytes + sum(b for t, b in self.moves if t > reading_s)
+
+    def surely_unseen(self, reading_s: float) -> int:
+        """Bytes a reading taken at ``reading_s`` cannot see at the destination yet: moves
+        younger than ``seen_after_s``, and quota not used yet. Fewer than
+        ``inflight_bytes``, which may still count pages already seen (or moved on)."""
+        recent = sum(b for t, b in self.moves if t > reading_s - self.seen_after_s)
+        return self.pending_bytes + recent
+
+    @property
+    def reading_bp(self) -> int:
+        """Its goal's value as this context measured it."""
+        goal = self.goal
+        return goal_value_bp(goal.metric, goal.nid, self.eligible_bytes, self.capacity_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A context's part of the plan."""
+
+    value_bp: int
+    """Its goal's value: the one view every context of the goal uses."""
+    predicted_bp: int
+    """The value once every sharing context's bytes in flight are seen."""
+    demand_bytes: int
+    """Bytes it should move towards the goal now (0: nothing)."""
+    gap_bytes: int = 0
+    """Bytes its goal needs in its direction, beyond the dead band (0: none)."""
+    held_reason: str | None = None
+    sharers: tuple[str, ...] = ()
+    """The contexts splitting the gap with it, itself included, when more than one."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    shares: dict[str, Share]
+    conflicts: list[frozenset[str]]
+    """Groups held for :data:`HELD_CONFLICT`."""
+    infeasible: list[frozenset[str]]
+    """Groups held for :data:`HELD_INFEASIBLE`, one per goal."""
+
+
+def _by_goal(members: Iterable[Member]) -> dict[GoalKey, list[Member]]:
+    groups: dict[GoalKey, list[Member]] = {}
+    for m in sorted(members, key=lambda m: m.name):
+        groups.setdefault(m.goal, []).append(m)
+    return groups
+
+
+def plan(members: Iterable[Member]) -> Plan:
+    """The plan for ``members`` (each context's latest report)."""
+    goals = _by_goal(members)
+    values: dict[str, tuple[int, int]] = {}
+    gap: dict[str, int] = {}
+    held: dict[str, str] = {}
+    infeasible: list[frozenset[str]] = []
+    for key, group in goals.items():
+        reader = group[0]
+        capacity = reader.capacity_bytes
+        # contexts of other goals that move pages of this class between other nodes
+        # change only its total: counted, or a share read mid-flight looks too high
+        between_others = [
+            m
+            for k, g in goals.items()
+            if k != key and k.page_class == key.page_class
+            for m in g
+            if key.nid not in (m.source, m.dest)
+        ]
+        for raises in (True, False):
+            # a direction counts its own bytes in flight, so that it does not overshoot,
+            # and waits for the other's to be measured rather than undo a prediction
+            seen = dict(reader.eligible_bytes)
+            side = [m for m in group if m.raises is raises]
+            for m in side:  # moved (or about to), not yet seen where it went
+                seen[m.dest] = seen.get(m.dest, 0) + m.inflight_bytes + m.pending_bytes
+                later = m.unseen_at_source(reader.time_s)
+                seen[m.source] = max(0, seen.get(m.source, 0) - later)
+            for m in between_others:  # only what surely is not seen yet: a page of a
+                # chain of hops must not count once per hop
+                seen[m.dest] = seen.get(m.dest, 0) + m.surely_unseen(reader.time_s)
+                later = m.unseen_at_source(reader.time_s)
+                seen[m.source] = max(0, seen.get(m.source, 0) - later)
+            predicted = goal_value_bp(key.metric, key.nid, seen, capacity)
+            per_bp = bytes_per_bp(key.metric, key.nid, seen, capacity)
+            for m in side:
+                values[m.name] = (reader.reading_bp, predicted)
+                gap_bp = (m.target_bp - predicted) * (1 if raises else -1)
+                if m.enabled and per_bp > 0 and gap_bp > m.deadband_bp:
+                    gap[m.name] = int(gap_bp * per_bp)
+        willing = [m for m in group if m.name in gap]
+        if any(m.raises for m in willing) and not all(m.raises for m in willing):
+            infeasible.append(frozenset(m.name for m in willing))
+            held.update((m.name, HELD_INFEASIBLE) for m in willing)
+    by_name = {m.name: m for group in goals.values() for m in group}
+    moves = [
+        Move(m.name, m.source, m.dest, m.goal.page_class)
+        for name in gap
+        if name not in held and (m := by_name[name]).available_bytes > 0
+    ]
+    cycles = conflicts(moves)
+    for cycle in cycles:
+        held.update((name, HELD_CONFLICT) for name in cycle)
+    for name in gap:
+        if name not in held and by_name[name].available_bytes <= 0:
+            held[name] = HELD_UNREACHABLE
+    demand = _split(goals, gap, held)
+    shares = {}
+    for name in by_name:
+        value, predicted = values[name]
+        sharers = demand.get(name, (0, ()))[1]
+        shares[name] = Share(
+            value_bp=value,
+            predicted_bp=predicted,
+            demand_bytes=demand.get(name, (0, ()))[0],
+            gap_bytes=gap.get(name, 0),
+            held_reason=held.get(name),
+            sharers=sharers if len(sharers) > 1 else (),
+        )
+    return Plan(shares, cycles, infeasible)
+
+
+def _split(
+    goals: dict[GoalKey, list[Member]], gap: dict[str, int], held: dict[str, str]
+) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """Each acting context's bytes: the largest gap of its goal and direction, split in
+    proportion to the memory each has to move (never more than it has)."""
+    out: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for group in goals.values():
+        for raises in (True, False):
+            acting = [
+                m for m in group if m.raises is raises and m.name in gap and m.name not in held
+            ]
+            if not acting:
+                continue
+            available = sum(m.available_bytes for m in acting)
+            allotted = min(max(gap[m.name] for m in acting), available)
+            names = tuple(m.name for m in acting)
+            for m in acting:
+                out[m.name] = (allotted * m.available_bytes // available, names)
+    return out
