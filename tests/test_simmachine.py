@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from damond.backend.simulated.machine import SimMachine
 from damond.config import GiB, MemorySetConfig, MiB, ShiftConfig, SimNodeConfig, SimulationConfig
+from damond.config.simulation import SetPhaseConfig
 from damond.model import damon as model
 
 STEP = 1.0
@@ -198,3 +199,55 @@ def test_same_seed_same_run() -> None:
         return out
 
     assert run() == run()
+
+
+def set_bytes(m: SimMachine, name: str) -> dict[int, int]:
+    return {n: sum(c.size for c in m.by_node[n] if c.set_name == name) for n in (0, 1)}
+
+
+def test_a_set_grows_where_it_is_placed_and_shrinks_wherever_it_is() -> None:
+    m = machine(
+        sets=(
+            MemorySetConfig(name="hot", bytes=2 * GiB, access_rate=0.9, placement=1),
+            MemorySetConfig(name="cold", bytes=1 * GiB, access_rate=0.0, placement=0),
+        ),
+        phases=(
+            SetPhaseConfig(at_s=5, set="hot", bytes=5 * GiB),
+            SetPhaseConfig(at_s=10, set="hot", bytes=1 * GiB),
+        ),
+        events=(SetPhaseConfig(at_s=15, set="cold", bytes=0),),
+    )
+    scheme = m.add_scheme(context(model.IDLE_QUOTA_BYTES))
+    m.advance_to(4.0)
+    assert set_bytes(m, "hot") == {0: 0, 1: 2 * GiB}
+    m.advance_to(5.0)
+    assert set_bytes(m, "hot") == {0: 0, 1: 5 * GiB}
+    assert m.used == {0: 1 * GiB, 1: 5 * GiB}
+    # new memory is unsampled: it is eligible only once it has aged, like any other
+    assert m.eligible_bytes(scheme.pattern)[1] == 2 * GiB
+    m.advance_to(9.0)
+    assert m.eligible_bytes(scheme.pattern)[1] == 5 * GiB
+    m.advance_to(10.0)
+    assert sum(set_bytes(m, "hot").values()) == 1 * GiB
+    assert m.eligible_bytes(scheme.pattern)[1] == 1 * GiB
+    m.advance_to(15.0)
+    assert set_bytes(m, "cold") == {0: 0, 1: 0}
+    assert m.used == {0: 0, 1: 1 * GiB}
+
+
+def test_a_set_grows_onto_other_nodes_when_its_own_is_full_and_stops_when_all_are() -> None:
+    m = machine(
+        sets=(MemorySetConfig(name="hot", bytes=7 * GiB, access_rate=0.9, placement=1),),
+        phases=(SetPhaseConfig(at_s=1, set="hot", bytes=20 * GiB),),
+    )
+    m.advance_to(1.0)
+    assert set_bytes(m, "hot") == {0: 8 * GiB, 1: 8 * GiB}
+    assert m.used == m.capacity
+
+
+def test_migrations_are_counted_per_route_and_set() -> None:
+    m = machine()
+    m.add_scheme(context(0))
+    m.advance_to(10.0)
+    assert m.flows == {(1, 0, "hot"): 4 * GiB}
+    assert m.migrated_bytes == 4 * GiB

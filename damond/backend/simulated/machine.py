@@ -17,6 +17,11 @@ Kernel behaviour reproduced:
 - a migrated chunk's access count and age restart at 0, so it looks cold on
   its destination until it has been sampled again and has aged.
 
+The workload changes as scheduled: shifts swap access rates between sets, and
+phases grow a set (new chunks placed as the set is, unsampled) or shrink it
+(chunks freed at random). Every migration is counted per route and set
+(:attr:`SimMachine.flows`), which is what churn is judged by.
+
 Simplifications, on purpose: one aggregation clock for the whole machine, and
 a chunk's age restarts when its access count moves by more than a third of the
 samples per aggregation (the kernel's threshold adapts; this keeps the noise
@@ -30,39 +35,12 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from damond.backend.simulated.memory import Chunk, Pattern
 from damond.config import SimulationConfig
 from damond.control.goalmetric import node_eligible_mem_bp
 from damond.control.tuners import GOAL_SCORE, ULONG_MAX, goal_score, next_effective_quota
 from damond.model import damon as model
 from damond.model.measurement import SchemeStats
-
-
-class _Chunk:
-    __slots__ = ("age", "last_from", "last_move_t", "node", "nr", "rate", "set_name", "size")
-
-    def __init__(self, node: int, size: int, rate: float, set_name: str) -> None:
-        self.node = node
-        self.size = size
-        self.rate = rate
-        self.set_name = set_name
-        self.nr = 0
-        self.age = 0
-        self.last_from = -1
-        self.last_move_t = -math.inf
-
-
-@dataclass(frozen=True, slots=True)
-class _Pattern:
-    """An access pattern in machine units (samples per step, steps); hashable, as it keys
-    the machine's eligible-bytes cache."""
-
-    nr_min: float
-    nr_max: float
-    age_min: int
-    age_max: int
-
-    def matches(self, chunk: _Chunk) -> bool:
-        return self.nr_min <= chunk.nr <= self.nr_max and self.age_min <= chunk.age <= self.age_max
 
 
 @dataclass
@@ -73,7 +51,7 @@ class SimScheme:
     source: int
     dest: int
     action: model.Action
-    pattern: _Pattern
+    pattern: Pattern
     weights: model.Weights
     quota_bytes: int
     reset_interval_s: float
@@ -103,45 +81,62 @@ class SimMachine:
         self.rng = random.Random(cfg.seed)
         self.capacity = {n.id: n.capacity_bytes for n in cfg.nodes}
         self.used = dict.fromkeys(self.capacity, 0)
-        self.by_node: dict[int, list[_Chunk]] = {n: [] for n in self.capacity}
-        self.chunks: list[_Chunk] = []
+        self.by_node: dict[int, list[Chunk]] = {n: [] for n in self.capacity}
+        self.chunks: list[Chunk] = []
         self.schemes: dict[str, SimScheme] = {}
         self.migrated_bytes = 0
         self.pingpong_bytes = 0
+        self.flows: dict[tuple[int, int, str], int] = {}
+        """Bytes migrated from node to node, per set of pages: what churn counts."""
         self._pending_shifts = sorted(cfg.shifts, key=lambda s: s.at_s)
+        self._pending_phases = cfg.set_phases
+        self._rates = {s.name: s.access_rate for s in cfg.sets}
+        self._placements = {s.name: s.placement for s in cfg.sets}
+        self._turn = 0
         self._reset_threshold = max(1, self.samples // 3)
         self._spread: dict[float, tuple[float, float]] = {}
         """Mean and standard deviation of a sample count, by access rate."""
-        self._eligible: dict[_Pattern, dict[int, int]] = {}
+        self._eligible: dict[Pattern, dict[int, int]] = {}
         """Eligible bytes per node of each pattern asked about since the last sampling,
         kept exact through migrations; contexts sharing a pattern count it once."""
-        self._eligible_out: dict[_Pattern, Mapping[int, int]] = {}
+        self._eligible_out: dict[Pattern, Mapping[int, int]] = {}
         """Copies of :attr:`_eligible` handed out until the chunks next change; never
         changed, as snapshots keep them."""
         self._place_memory()
 
     def _place_memory(self) -> None:
-        nodes = sorted(self.capacity)
-        turn = 0
         for mset in self.cfg.sets:
-            n_chunks = max(1, mset.bytes // self.cfg.chunk_bytes)
-            for _ in range(n_chunks):
-                if mset.placement == "interleave":
-                    node = self._next_with_room(nodes, turn)
-                    turn += 1
-                else:
-                    node = mset.placement
-                chunk = _Chunk(node, self.cfg.chunk_bytes, mset.access_rate, mset.name)
-                self.chunks.append(chunk)
-                self.by_node[node].append(chunk)
-                self.used[node] += chunk.size
+            for _ in range(max(1, mset.bytes // self.cfg.chunk_bytes)):
+                self._add_chunk(mset.name, overfill=True)
 
-    def _next_with_room(self, nodes: list[int], turn: int) -> int:
-        for i in range(len(nodes)):
-            node = nodes[(turn + i) % len(nodes)]
-            if self.capacity[node] - self.used[node] >= self.cfg.chunk_bytes:
-                return node
-        return nodes[turn % len(nodes)]
+    def _add_chunk(self, set_name: str, overfill: bool) -> bool:
+        """Place one chunk of ``set_name`` as its placement says, or on a node with room;
+        without room anywhere, overfill its node (at start) or place nothing (False)."""
+        size = self.cfg.chunk_bytes
+        nodes = sorted(self.capacity)
+        placement = self._placements[set_name]
+        if placement == "interleave":
+            order = [nodes[(self._turn + i) % len(nodes)] for i in range(len(nodes))]
+            self._turn += 1
+        else:
+            order = [placement, *(n for n in nodes if n != placement)]
+        node = next((n for n in order if self.capacity[n] - self.used[n] >= size), None)
+        if node is None:
+            if not overfill:
+                return False
+            node = order[0]
+        chunk = Chunk(node, size, self._rates[set_name], set_name)
+        self.chunks.append(chunk)
+        self.by_node[node].append(chunk)
+        self.used[node] += size
+        self._count_eligible(chunk, size)
+        return True
+
+    def _remove_chunk(self, c: Chunk) -> None:
+        self._count_eligible(c, -c.size)
+        self.chunks.remove(c)
+        self.by_node[c.node].remove(c)
+        self.used[c.node] -= c.size
 
     # --- schemes -----------------------------------------------------------
 
@@ -155,7 +150,7 @@ class SimMachine:
             source=ctx.nodes[0],
             dest=scheme.target_nid,
             action=scheme.action,
-            pattern=_Pattern(
+            pattern=Pattern(
                 nr_min=pattern.nr_accesses_min * scale,
                 nr_max=pattern.nr_accesses_max * scale,
                 age_min=math.ceil(pattern.age_min * steps_per_aggr),
@@ -173,7 +168,7 @@ class SimMachine:
     def remove_scheme(self, name: str) -> None:
         self.schemes.pop(name, None)
 
-    def eligible_bytes(self, pattern: _Pattern) -> Mapping[int, int]:
+    def eligible_bytes(self, pattern: Pattern) -> Mapping[int, int]:
         """Bytes per node matching ``pattern`` now; callers must not change the mapping,
         which is shared by every caller until the chunks next change."""
         out = self._eligible_out.get(pattern)
@@ -181,7 +176,7 @@ class SimMachine:
             out = self._eligible_out[pattern] = dict(self._eligible_now(pattern))
         return out
 
-    def _eligible_now(self, pattern: _Pattern) -> dict[int, int]:
+    def _eligible_now(self, pattern: Pattern) -> dict[int, int]:
         """The machine's own counts, which migrations update in place."""
         counts = self._eligible.get(pattern)
         if counts is None:
@@ -192,6 +187,17 @@ class SimMachine:
             }
         return counts
 
+    def steady_eligible(self, pattern: Pattern) -> dict[int, int]:
+        """Bytes per node whose true access rate matches ``pattern`` (age aside): what a
+        noise-free monitor reports once every chunk has been sampled and has aged, the
+        ground truth that benchmarks' oracles start from."""
+        out = dict.fromkeys(self.by_node, 0)
+        for node, chunks in self.by_node.items():
+            out[node] = sum(
+                c.size for c in chunks if pattern.nr_min <= c.rate * self.samples <= pattern.nr_max
+            )
+        return out
+
     # --- time --------------------------------------------------------------
 
     def advance_to(self, t: float) -> None:
@@ -201,6 +207,7 @@ class SimMachine:
 
     def _step(self) -> None:
         self._apply_shifts()
+        self._apply_phases()
         self._sample()
         order = list(self.schemes.values())
         if order:
@@ -220,6 +227,19 @@ class SimMachine:
             for a, b in zip(self.rng.sample(src, count), self.rng.sample(dst, count), strict=True):
                 a.rate, b.rate = b.rate, a.rate
                 a.set_name, b.set_name = b.set_name, a.set_name
+
+    def _apply_phases(self) -> None:
+        """Grow or shrink sets whose phase is due (growth stops when the machine is full)."""
+        while self._pending_phases and self._pending_phases[0].at_s <= self.t:
+            phase = self._pending_phases.pop(0)
+            members = [c for c in self.chunks if c.set_name == phase.set]
+            change = phase.bytes // self.cfg.chunk_bytes - len(members)
+            for _ in range(change):
+                if not self._add_chunk(phase.set, overfill=False):
+                    break
+            if change < 0:
+                for c in self.rng.sample(members, -change):
+                    self._remove_chunk(c)
 
     def _sample(self) -> None:
         self._eligible.clear()
@@ -278,7 +298,7 @@ class SimMachine:
 
     # --- actions -----------------------------------------------------------
 
-    def _priority(self, scheme: SimScheme, c: _Chunk) -> float:
+    def _priority(self, scheme: SimScheme, c: Chunk) -> float:
         w = scheme.weights
         hot = c.nr / self.samples
         age = min(1.0, c.age / 100)
@@ -298,7 +318,7 @@ class SimMachine:
             return budget
         size = self.cfg.chunk_bytes
         matches = scheme.pattern.matches
-        candidates: list[_Chunk] = []
+        candidates: list[Chunk] = []
         tried = applied = nr_tried = nr_applied = 0
         for turn in range(self._eligible_now(scheme.pattern)[scheme.source] // size):
             remaining = scheme.esz - scheme.charged
@@ -331,7 +351,7 @@ class SimMachine:
             )
         return budget
 
-    def _move(self, scheme: SimScheme, c: _Chunk) -> None:
+    def _move(self, scheme: SimScheme, c: Chunk) -> None:
         src, dst = c.node, scheme.dest
         self._count_eligible(c, -c.size)
         self.by_node[src].remove(c)
@@ -346,9 +366,11 @@ class SimMachine:
         c.nr = 0
         c.age = 0
         self.migrated_bytes += c.size
+        route = (src, dst, c.set_name)
+        self.flows[route] = self.flows.get(route, 0) + c.size
         self._count_eligible(c, c.size)
 
-    def _count_eligible(self, c: _Chunk, delta: int) -> None:
+    def _count_eligible(self, c: Chunk, delta: int) -> None:
         """Keep the eligible bytes exact as ``c`` leaves (-size) or joins (+size) its node."""
         self._eligible_out.clear()
         for pattern, counts in self._eligible.items():
