@@ -17,16 +17,20 @@ from damond.config import Settings
 from damond.control.translation import build_context
 from damond.metrics.endpoint import MetricsEndpoint
 from damond.metrics.exporter import DaemonMetrics
+from damond.metrics.statusdoc import config_only
 from damond.model.errors import EnvironmentRefused
 from damond.policy.channel import PolicyChannel
+from damond.policy.document import Address
 from damond.policy.merge import CapacityOf
 from damond.policy.signing import configured_keys
-from damond.policy.store import PolicyStore
+from damond.policy.store import STATE_FILE, PolicyStore, saved_policy_exists
 from damond.runtime.configsource import ConfigSource
+from damond.runtime.hangup import catch_hangup, take_hangup
 from damond.runtime.reload import EffectiveContexts, Reloader, configured_contexts
 from damond.runtime.sdnotify import Notifier, watchdog_period_s
 from damond.runtime.service_status import ServiceNotifications, no_mqtt_state
 from damond.runtime.supervisor import Supervisor
+from damond.runtime.targets import policy_target_source
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -69,9 +73,16 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
     running = settings
     if settings.mqtt.enabled:
         keys = configured_keys(settings.mqtt)
-        store = PolicyStore.load(settings.state_dir, settings.mqtt.group)
+        address = Address(settings.mqtt.host_id, settings.mqtt.group)
+        store = PolicyStore.load(settings.state_dir, address, keys)
         effective = tuple(store.effective_contexts(settings.contexts))
         running = settings.model_copy(update={"contexts": effective})
+    elif saved_policy_exists(settings.state_dir):
+        log.warning(
+            "a saved policy is not applied: the policy channel is off (mqtt.enabled is "
+            "false, or no mqtt.host is set); the contexts run as configured",
+            path=str(settings.state_dir / STATE_FILE),
+        )
 
     supervisor = Supervisor(running, backend, observers=[metrics])
     services = supervisor.services
@@ -79,7 +90,11 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
     # metrics: the exporter observes every iteration (above); the endpoint is a service
     if settings.metrics.enabled:
         endpoint = MetricsEndpoint(
-            settings.metrics, metrics, lambda: supervisor.statuses, settings.interval_s
+            settings.metrics,
+            metrics,
+            lambda: supervisor.statuses,
+            settings.interval_s,
+            config_only if store is None else policy_target_source(store),
         )
         services.append(endpoint.serve)
 
@@ -120,6 +135,8 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
     }
     for sig, handler in handlers.items():
         loop.add_signal_handler(sig, handler)
+    if take_hangup():  # caught before the loop's own handler was in place
+        reloader.request()
     log.info(
         "starting",
         backend=backend.name,
@@ -132,6 +149,7 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
     finally:
         for sig in handlers:
             loop.remove_signal_handler(sig)
+        catch_hangup()  # not fatal while the process winds down either
         notifier.close()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
