@@ -144,8 +144,16 @@ def _policy_parser(
 
     def common(p: argparse.ArgumentParser) -> None:
         config_arg(p)
-        p.add_argument("--broker", metavar="HOST[:PORT]", help="default: mqtt.host and mqtt.port")
-        p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+        p.add_argument(
+            "--broker", metavar="HOST[:PORT]", help="the broker (default: mqtt.host and mqtt.port)"
+        )
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="how long to wait for the hosts' answers (default: 10)",
+        )
 
     def addressed(p: argparse.ArgumentParser) -> None:
         where = p.add_mutually_exclusive_group(required=True)
@@ -155,7 +163,7 @@ def _policy_parser(
 
     push = verbs.add_parser("push", help="publish a policy document and wait for the acks")
     common(push)
-    push.add_argument("file", type=Path, metavar="FILE")
+    push.add_argument("file", type=Path, metavar="FILE", help="the policy document (JSON)")
     addressed(push)
     push.add_argument("--key", type=Path, metavar="FILE", help="Ed25519 private key (PEM) to sign")
     clear = verbs.add_parser(
@@ -165,7 +173,7 @@ def _policy_parser(
     addressed(clear)
     get = verbs.add_parser("get", help="print a host's retained state")
     common(get)
-    get.add_argument("--host", required=True, metavar="H")
+    get.add_argument("--host", required=True, metavar="H", help="the host (its mqtt.host_id)")
     status = verbs.add_parser("status", help="every host's online flag and policy generations")
     common(status)
 
