@@ -40,8 +40,8 @@ against the net change) is under 1 % of the smallest node's capacity per hour; o
 infeasible one (no placement meets every goal) when it ends held still with a reason,
 each held context said so in one warning over the whole run, and it does not churn.
 
-Usage: python benchmarks/modes.py [--duration S] [--seed N] [--jobs N] [--only NAME]
-[--mode MODE]
+Usage: python benchmarks/modes.py [--duration S] [--seed N | --seeds 1-8] [--jobs N]
+[--only NAME] [--mode MODE]
 """
 
 from __future__ import annotations
@@ -446,7 +446,8 @@ def run_one(job: tuple[Path, str, float, int | None]) -> Row:
     configure_logging("error", sys.stderr)
     settings = in_mode(load_scenario(path, seed), mode)
     result = asyncio.run(run_simulation(settings, duration_s))
-    return judge(path.stem, mode, settings, result)
+    name = path.stem if seed is None else f"{path.stem} (seed {seed})"
+    return judge(name, mode, settings, result)
 
 
 # --- the table ------------------------------------------------------------------------
@@ -485,10 +486,31 @@ def format_row(r: Row) -> str:
     )
 
 
+def seed_range(text: str) -> list[int]:
+    """``--seeds``: ``FIRST-LAST`` (inclusive) or ``N,M,...``."""
+    try:
+        if "-" in text.strip("-"):
+            first, last = (int(x) for x in text.split("-", 1))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST-LAST or N,M,...") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed (FIRST > LAST)")
+    return seeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=3600.0)
-    parser.add_argument("--seed", type=int, help="overrides every scenario's seed")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="overrides every scenario's seed")
+    seeds.add_argument(
+        "--seeds",
+        type=seed_range,
+        help="run every scenario on each of these seeds: FIRST-LAST or a comma list",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="processes (default: 2)")
     parser.add_argument("--only", action="append", help="scenario name (repeatable)")
     parser.add_argument(
@@ -502,17 +524,20 @@ def main() -> None:
             parser.error(f"--only: no scenario {', '.join(sorted(unknown))} in {SCENARIOS}")
         paths = [p for p in paths if p.stem in args.only]
     modes = args.mode or list(MODES)
-    jobs = [(p, mode, args.duration, args.seed) for p in paths for mode in modes]
+    run_seeds: list[int | None] = list(args.seeds) if args.seeds else [args.seed]
+    jobs = [(p, mode, args.duration, s) for p in paths for mode in modes for s in run_seeds]
     with multiprocessing.Pool(max(1, args.jobs)) as pool:
         rows = pool.map(run_one, jobs)
     print(f"{len(paths)} scenarios, {args.duration:.0f} s simulated each, {len(modes)} modes")
+    if args.seeds:
+        print(f"seeds: {', '.join(map(str, args.seeds))}")
     print(HEADER)
     print("|" + "---|" * 10)
     for r in rows:
         print(format_row(r))
     daemon = [r for r in rows if r.mode == "daemon"]
     passed = sum(not r.failures for r in daemon)
-    print(f"\ndaemon mode: {passed} of {len(daemon)} scenarios pass")
+    print(f"\ndaemon mode: {passed} of {len(daemon)} runs pass")
 
 
 if __name__ == "__main__":

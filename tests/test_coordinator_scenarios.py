@@ -3,11 +3,14 @@ before contexts coordinated by the memory they move (issue 10, problems 1-3)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from damond.config import (
     AccessPatternConfig,
@@ -226,15 +229,20 @@ def test_an_infeasible_pair_holds_still_says_why_once_and_shows_the_reason() -> 
     assert set(conflicts[0].contexts) == {"node0", "node1"}
 
 
-def settle_time_of_the_benchmark() -> Any:
-    """``settle_time`` of ``benchmarks/modes.py`` (a script, not a package)."""
+def benchmark_module() -> Any:
+    """``benchmarks/modes.py`` (a script, not a package)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "modes.py"
     spec = importlib.util.spec_from_file_location("modes_settle", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["modes_settle"] = module
     spec.loader.exec_module(module)
-    return module.settle_time
+    return module
+
+
+def settle_time_of_the_benchmark() -> Any:
+    """``settle_time`` of ``benchmarks/modes.py``."""
+    return benchmark_module().settle_time
 
 
 def test_settling_forgives_only_a_one_region_blip_within_the_detection_lag() -> None:
@@ -257,3 +265,15 @@ def test_settling_forgives_only_a_one_region_blip_within_the_detection_lag() -> 
     assert settle_time(dip(50, 2, 5700), 0.0, band, region, lag) == 52.0  # too far
     assert settle_time(dip(98, 2, 5894), 0.0, band, region, lag, 100.0) == 10.0
     assert settle_time(approach, 0.0, band, region, lag) is None  # never got there
+
+
+def test_the_benchmark_seeds_option_takes_a_range_or_a_list() -> None:
+    """``modes.py --seeds`` runs every scenario on several seeds, to measure how robust
+    a mode is beyond each scenario's own seed; a bad value names what it expects."""
+    seed_range = benchmark_module().seed_range
+    assert seed_range("1-8") == list(range(1, 9))
+    assert seed_range("3,4") == [3, 4]
+    assert seed_range("5") == [5]
+    for bad in ("8-1", "a-b", "1,x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="FIRST"):
+            seed_range(bad)
