@@ -8,13 +8,14 @@ from pathlib import Path
 
 from damond.backend.simulated.backend import SimBackend
 from damond.backend.sysfs.io import Session
-from damond.backend.sysfs.topology import host_tiers, parse_nodelist, read_topology
+from damond.backend.sysfs.topology import parse_nodelist, read_topology
 from damond.config import GiB, Settings, SimNodeConfig, SimulationConfig
 from damond.control.coordinator import Coordinator
 from damond.control.tiers import Tiers
 from damond.runtime.loop import ContextLoop
 from tests.conftest import run_cli
 from tests.fakedamon import make_machine
+from tests.sysfs_support import backend
 
 
 def test_tiers_name_promotions_and_demotions_along_a_chain() -> None:
@@ -52,7 +53,16 @@ def test_tiers_are_read_from_the_kernels_memory_tiers_and_ranked(tmp_path: Path)
         (tiering / name / "nodelist").write_text(nodes + "\n")
     topo = read_topology(Session(kernel, 1.0), machine.devices)
     assert topo.tier_by_node == {0: 0, 1: 1}  # DRAM, then CXL; an empty tier is no rank
-    assert host_tiers(machine.devices) == {0: 0, 1: 1}  # what the daemon's coordinator uses
+
+    async def backend_tiers() -> dict[int, int]:  # what the daemon's coordinator uses
+        sysfs = backend(machine, kernel, tmp_path / "state")
+        await sysfs.open()
+        try:
+            return dict(await sysfs.tiers())
+        finally:
+            await sysfs.close()
+
+    assert asyncio.run(backend_tiers()) == {0: 0, 1: 1}
 
 
 def test_a_kernel_without_memory_tiers_leaves_them_unknown(tmp_path: Path) -> None:

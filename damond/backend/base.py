@@ -34,6 +34,9 @@ class Backend(Protocol):
         """The machine's memory-tiering counters in pages, by their ``/proc/vmstat`` names
         (``numa_pages_migrated``, ...); a counter the machine lacks is absent."""
 
+    async def tiers(self) -> Mapping[int, int]:
+        """Each node's memory tier, ranked from 0 (the fastest); empty if unknown."""
+
     async def start_context(self, ctx: model.Context) -> None:
         """Create (or re-adopt) the DAMON objects of ``ctx`` and turn them on."""
 

@@ -16,12 +16,10 @@ from typing import Any
 import structlog
 
 from damond.backend.base import Backend
-from damond.backend.sysfs.topology import host_tiers
 from damond.config import ContextConfig, Settings
 from damond.control.coordinator import Coordinator
 from damond.control.status import ContextStatus, silent_contexts
 from damond.control.tiers import Tiers
-from damond.model.errors import BackendError
 from damond.runtime.loop import ContextLoop, IterationObserver
 
 BACKOFF_BASE_S = 0.5
@@ -48,10 +46,9 @@ class Supervisor:
         self.observers = list(observers)
         self.services = list(services)
         simulated = settings.backend == "simulated"
-        self.coordinator = Coordinator(
-            settings.interval_s, Tiers.of_simulation(settings.simulation) if simulated else None
-        )
-        """One coordinator over every context (shared goals, conflicts, holds)."""
+        self.coordinator = Coordinator(settings.interval_s)
+        """One coordinator over every context (shared goals, conflicts, holds); it learns
+        the backend's memory tiers once the backend is open."""
         self.step_bytes = settings.simulation.chunk_bytes if simulated else None
         """What one measurement resolves, when known before measuring (a simulated chunk)."""
         self.loops: dict[str, ContextLoop] = {}
@@ -84,13 +81,7 @@ class Supervisor:
     async def run(self) -> None:
         """Run until :meth:`stop`; backend errors at open propagate to the caller."""
         await self.backend.open()
-        if self.settings.backend == "sysfs":
-            try:
-                tiers = await asyncio.to_thread(host_tiers, self.settings.sysfs.devices_root)
-            except BackendError as exc:
-                self.log.warning("memory tiers unknown; nodes are named by id", error=str(exc))
-            else:
-                self.coordinator.tiers = Tiers(tiers)
+        self.coordinator.tiers = Tiers(await self.backend.tiers())
         self.epoch = time.monotonic()
         slow_stop: asyncio.TimerHandle | None = None
         try:

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from damond.backend.simulated.machine import SimMachine, SimScheme
 from damond.config import ContextConfig, SimulationConfig
+from damond.control.tiers import Tiers
 from damond.model import damon as model
 from damond.model.errors import BackendError
 from damond.model.measurement import Snapshot
@@ -50,6 +51,7 @@ class SimBackend:
     ) -> None:
         step_s, samples = machine_step(contexts)
         self.machine = SimMachine(cfg, step_s, samples)
+        self._tiers = MappingProxyType(Tiers.of_simulation(cfg).tier_by_node)
         self._capacity = MappingProxyType(self.machine.capacity)
         """Every snapshot's capacities: a read-only view, as they never change."""
         self._clock = clock
@@ -81,6 +83,9 @@ class SimBackend:
     def tiering_counters(self) -> Mapping[str, int]:
         """The simulated machine's own migrations (never the host's counters)."""
         return {"numa_pages_migrated": self.machine.migrated_bytes // PAGE_BYTES}
+
+    async def tiers(self) -> Mapping[int, int]:
+        return self._tiers
 
     def _advance(self) -> None:
         self.machine.advance_to(self._clock())

@@ -67,6 +67,9 @@ class SysfsBackend:
     def tiering_counters(self) -> Mapping[str, int]:
         return read_tiering_counters(self.cfg.proc_root / "vmstat")
 
+    async def tiers(self) -> Mapping[int, int]:
+        return (await self._topology()).tier_by_node
+
     async def open(self) -> None:
         try:
             self._kernel, claim, self._features = await self.worker.call(

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from damond.backend.sysfs.io import Session, SysfsIO
+from damond.backend.sysfs.io import Session
 from damond.model.damon import AddressRange
 from damond.model.errors import BackendError
 
@@ -33,8 +33,9 @@ class Topology:
     ranges: Mapping[int, tuple[AddressRange, ...]]
     """Online physical memory of each node that has any, merged and sorted."""
     capacity_bytes: Mapping[int, int]
-    tier_by_node: Mapping[int, int] = field(default_factory=dict)
-    """Each node's memory tier, ranked from 0 (the fastest); empty if the kernel has none."""
+    tier_by_node: Mapping[int, int] = field(default_factory=dict, compare=False)
+    """Each node's memory tier, ranked from 0 (the fastest); empty if the kernel has none.
+    Not compared: a tier does not change what damond writes to the kernel."""
 
     @property
     def nodes(self) -> tuple[int, ...]:
@@ -117,9 +118,3 @@ def read_tiers(s: Session, tiering_dir: Path) -> dict[int, int]:
             raise BackendError(f"{path}: not a node list") from exc
     ranked = sorted(tier for tier, nodes in kernel_tiers.items() if nodes)
     return {nid: rank for rank, tier in enumerate(ranked) for nid in kernel_tiers[tier]}
-
-
-def host_tiers(devices_root: Path) -> dict[int, int]:
-    """The tiers of the host whose ``/sys/devices/system`` is ``devices_root`` (read
-    only; blocking, so call it off the event loop)."""
-    return read_tiers(Session(SysfsIO(), 0.0), devices_root.parent / "virtual" / "memory_tiering")
