@@ -6,7 +6,7 @@ import math
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from damond.config.fields import (
@@ -81,6 +81,93 @@ class QuotaConfig(_Strict):
     """How DAMON prioritizes regions when the quota cannot take them all."""
 
 
+FilterTypeName = Literal["anon", "memcg", "addr", "young", "hugepage_size", "unmapped", "active"]
+
+_FILTER_OWN_FIELDS: dict[str, tuple[str, ...]] = {
+    "memcg": ("memcg_path",),
+    "addr": ("addr_start", "addr_end"),
+    "hugepage_size": ("min", "max"),
+}
+
+
+class FilterConfig(_Strict):
+    """One DAMOS filter. Filters are evaluated in order; the first whose condition holds
+    for a page decides (``allow``); a page no filter decides is allowed unless the last
+    filter allows (then only what some filter allowed passes)."""
+
+    type: Annotated[FilterTypeName, AnyCase]
+    """``anon`` (anonymous pages), ``memcg`` (pages of ``memcg_path``), ``addr`` (pages
+    in ``[addr_start, addr_end)``), ``young`` (accessed since last checked),
+    ``hugepage_size`` (folios of ``min``-``max`` bytes), ``unmapped``, ``active`` (on an
+    active LRU list)."""
+    matching: bool = True
+    """True: the filter's condition is that the page is of the type; False: that it is
+    not."""
+    allow: bool = True
+    """True: pages meeting the condition are acted on; False: they are left alone."""
+    memcg_path: str | None = None
+    """The ``memcg`` filter's cgroup, from the cgroup root (``/system.slice/db.service``)."""
+    addr_start: NonNegativeInt | None = None
+    """The ``addr`` filter's first physical address, bytes."""
+    addr_end: NonNegativeInt | None = None
+    """The ``addr`` filter's end (exclusive), bytes; above ``addr_start``."""
+    min: NonNegativeInt | None = None
+    """The ``hugepage_size`` filter's smallest folio size, bytes."""
+    max: NonNegativeInt | None = None
+    """The ``hugepage_size`` filter's largest folio size, bytes; at least ``min``."""
+
+    @model_validator(mode="after")
+    def _own_fields(self) -> FilterConfig:
+        own = _FILTER_OWN_FIELDS.get(self.type, ())
+        for name in ("memcg_path", "addr_start", "addr_end", "min", "max"):
+            value = getattr(self, name)
+            if name in own and value is None:
+                raise PydanticCustomError(
+                    "filter_field",
+                    "{field}: required by a {type} filter",
+                    {"field": name, "type": self.type},
+                )
+            if name not in own and value is not None:
+                raise PydanticCustomError(
+                    "filter_field",
+                    "{field}: a {type} filter does not take it",
+                    {"field": name, "type": self.type},
+                )
+        if self.memcg_path is not None:
+            if not self.memcg_path:
+                raise PydanticCustomError("filter_field", "memcg_path: must not be empty", {})
+            cgroup_path(self.memcg_path)
+        if (
+            self.addr_start is not None
+            and self.addr_end is not None
+            and self.addr_end <= self.addr_start
+        ):
+            raise PydanticCustomError(
+                "filter_field",
+                "addr_end: must be above addr_start ({start}), got {end}",
+                {"start": self.addr_start, "end": self.addr_end},
+            )
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise PydanticCustomError(
+                "filter_field",
+                "max: must be at least min ({min}), got {max}",
+                {"min": self.min, "max": self.max},
+            )
+        return self
+
+    def to_model(self) -> model.Filter:
+        return model.Filter(
+            type=model.FilterType(self.type),
+            matching=self.matching,
+            allow=self.allow,
+            memcg_path=self.memcg_path or "",
+            addr_start=self.addr_start or 0,
+            addr_end=self.addr_end or 0,
+            min=self.min or 0,
+            max=self.max or 0,
+        )
+
+
 class SchemeConfig(_Strict):
     action: Annotated[Literal["migrate_hot", "migrate_cold"], AnyCase] = "migrate_hot"
     """The DAMOS action: ``migrate_hot`` moves the hottest pages first, ``migrate_cold``
@@ -91,19 +178,119 @@ class SchemeConfig(_Strict):
     """Which regions the scheme acts on."""
     quota: QuotaConfig = QuotaConfig()
     """How much the scheme may move."""
+    filters: tuple[FilterConfig, ...] = ()
+    """DAMOS filters, in order: which pages of the matching regions the scheme may act
+    on (a ``memcg`` filter keeps it to one workload's pages)."""
+
+
+GoalMetricName = Literal[
+    "node_target_mem_bp",
+    "node_eligible_mem_bp",
+    "node_mem_used_bp",
+    "node_mem_free_bp",
+    "node_memcg_used_bp",
+    "node_memcg_free_bp",
+    "active_mem_bp",
+    "inactive_mem_bp",
+    "some_mem_psi_us",
+]
 
 
 class GoalConfig(_Strict):
-    metric: Annotated[Literal["node_target_mem_bp", "node_eligible_mem_bp"], AnyCase] = (
-        "node_target_mem_bp"
-    )
+    metric: Annotated[GoalMetricName, AnyCase] = "node_target_mem_bp"
     """``node_target_mem_bp``: hot bytes on ``nid`` per ``nid``'s capacity;
-    ``node_eligible_mem_bp``: hot bytes on ``nid`` per hot bytes on every node."""
-    nid: NonNegativeInt
+    ``node_eligible_mem_bp``: hot bytes on ``nid`` per hot bytes on every node;
+    ``node_mem_used_bp`` / ``node_mem_free_bp``: used (free) memory of ``nid`` per its
+    total; ``node_memcg_used_bp`` / ``node_memcg_free_bp``: the cgroup ``path``'s memory
+    on ``nid`` per ``nid``'s total (or the rest); ``active_mem_bp`` / ``inactive_mem_bp``:
+    active (inactive) LRU memory per all LRU memory; ``some_mem_psi_us``: memory stall
+    ("some" pressure) per quota reset interval, in microseconds."""
+    nid: NonNegativeInt = 0
     """The node whose metric the goal is on: the context's node or the scheme's
-    ``target_nid``."""
-    target_bp: BasisPoints
-    """The metric's target, in basis points (0-10000)."""
+    ``target_nid``. Required for the ``node_*`` metrics, unused by the others."""
+    path: str = ""
+    """The cgroup of the ``node_memcg_*`` metrics, from the cgroup root
+    (``/system.slice/db.service``); required by them, unused by the others."""
+    target_bp: BasisPoints = 0
+    """The metric's target, in basis points (0-10000); required for every metric but
+    ``some_mem_psi_us``."""
+    target_us: NonNegativeInt | None = None
+    """The target of ``some_mem_psi_us``: microseconds of memory stall per quota reset
+    interval; only for that metric."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fields_of_metric(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        raw = data.get("metric", "node_target_mem_bp")
+        name = raw.lower() if isinstance(raw, str) else raw
+        try:
+            metric = model.GoalMetric(name)
+        except ValueError:
+            return data  # the field's own validator names the choices
+        given = set(data)
+        if metric is model.GoalMetric.SOME_MEM_PSI_US:
+            if "target_bp" in given:
+                raise _goal_error("target_bp", "some_mem_psi_us takes target_us, not target_bp")
+            if "target_us" not in given:
+                raise _goal_error("target_us", "required by some_mem_psi_us")
+        else:
+            if "target_us" in given:
+                raise _goal_error("target_us", f"only some_mem_psi_us takes it, not {name}")
+            if "target_bp" not in given:
+                raise _goal_error("target_bp", f"required by {name}")
+        if metric.takes_nid and "nid" not in given:
+            raise _goal_error("nid", f"required by {name}")
+        if not metric.takes_nid and "nid" in given:
+            raise _goal_error("nid", f"{name} is not of one node; remove nid")
+        if metric.takes_path and not data.get("path"):
+            raise _goal_error(
+                "path", f"required by {name}: the cgroup, like /system.slice/db.service"
+            )
+        if not metric.takes_path and "path" in given:
+            raise _goal_error(
+                "path", f"only node_memcg_used_bp and node_memcg_free_bp take it, not {name}"
+            )
+        return data
+
+    @field_validator("path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        return cgroup_path(value)
+
+    @property
+    def target(self) -> int:
+        """The target in the metric's own unit (basis points, or microseconds)."""
+        return self.target_us if self.target_us is not None else self.target_bp
+
+
+def _goal_error(field: str, reason: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "goal_field", "{field}: {reason}", {"field": field, "reason": reason}
+    )
+
+
+def cgroup_path(value: str) -> str:
+    """A cgroup path as the kernel's ``path`` and ``memcg_path`` files take it: absolute
+    from the cgroup root, no ``.``/``..`` parts, no empty parts, no trailing slash."""
+    if value == "":
+        return value
+    parts = value.split("/")
+    if (
+        not value.startswith("/")
+        or (value != "/" and value.endswith("/"))
+        or any(p in ("", ".", "..") for p in parts[1:] if value != "/")
+        or any(c in value for c in "\n\0")
+        or len(value) > 4096
+    ):
+        raise PydanticCustomError(
+            "cgroup_path",
+            "must be a cgroup path from the cgroup root, like /system.slice/db.service "
+            "(no '.', '..', empty parts or trailing '/'), got {value}",
+            {"value": repr(value)},
+        )
+    return value
 
 
 class ControllerConfig(_Strict):

@@ -35,7 +35,57 @@ class GoalMetric(StrEnum):
 
     NODE_TARGET_MEM_BP = "node_target_mem_bp"
     NODE_ELIGIBLE_MEM_BP = "node_eligible_mem_bp"
+    NODE_MEM_USED_BP = "node_mem_used_bp"
+    NODE_MEM_FREE_BP = "node_mem_free_bp"
+    NODE_MEMCG_USED_BP = "node_memcg_used_bp"
+    NODE_MEMCG_FREE_BP = "node_memcg_free_bp"
+    ACTIVE_MEM_BP = "active_mem_bp"
+    INACTIVE_MEM_BP = "inactive_mem_bp"
+    SOME_MEM_PSI_US = "some_mem_psi_us"
     USER_INPUT = "user_input"
+
+    @property
+    def takes_nid(self) -> bool:
+        """Whether the metric is of one node (``nid``)."""
+        return self not in _NODELESS_METRICS
+
+    @property
+    def takes_path(self) -> bool:
+        """Whether the metric is of one cgroup (``path``)."""
+        return self in (GoalMetric.NODE_MEMCG_USED_BP, GoalMetric.NODE_MEMCG_FREE_BP)
+
+    @property
+    def in_basis_points(self) -> bool:
+        """False for ``some_mem_psi_us`` (microseconds) and ``user_input``."""
+        return self not in (GoalMetric.SOME_MEM_PSI_US, GoalMetric.USER_INPUT)
+
+
+_NODELESS_METRICS = frozenset(
+    {
+        GoalMetric.ACTIVE_MEM_BP,
+        GoalMetric.INACTIVE_MEM_BP,
+        GoalMetric.SOME_MEM_PSI_US,
+        GoalMetric.USER_INPUT,
+    }
+)
+
+
+class FilterType(StrEnum):
+    """DAMOS filter types; ``addr`` and ``target`` act in DAMON's core, the rest in the
+    operations layer (the kernel's ``core_filters/`` and ``ops_filters/``)."""
+
+    ANON = "anon"
+    MEMCG = "memcg"
+    ADDR = "addr"
+    TARGET = "target"
+    YOUNG = "young"
+    HUGEPAGE_SIZE = "hugepage_size"
+    UNMAPPED = "unmapped"
+    ACTIVE = "active"
+
+    @property
+    def is_core(self) -> bool:
+        return self in (FilterType.ADDR, FilterType.TARGET)
 
 
 class GoalTuner(StrEnum):
@@ -98,6 +148,23 @@ class QuotaGoal:
     target_value: int
     current_value: int = 0
     nid: int = 0
+    path: str = ""
+    """The cgroup of the ``node_memcg_*`` metrics, relative to the cgroup root."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One DAMOS filter: pages that match it (or, with ``matching`` False, that do not)
+    are allowed or rejected by ``allow``. Fields other than the type's own are unused."""
+
+    type: FilterType
+    matching: bool = True
+    allow: bool = True
+    memcg_path: str = ""
+    addr_start: int = 0
+    addr_end: int = 0
+    min: int = 0
+    max: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +186,7 @@ class Scheme:
     quota: Quota
     target_nid: int = -1
     apply_interval_us: int = 0
+    filters: tuple[Filter, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

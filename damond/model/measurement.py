@@ -18,6 +18,22 @@ class SchemeStats:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryReadings:
+    """The machine's memory state that the node, cgroup, LRU and pressure goal metrics
+    are computed from: the host's (``/proc``, ``/sys``, cgroupfs) or the simulated
+    machine's. Bytes, except the pressure total."""
+
+    node_total_bytes: Mapping[int, int]
+    node_free_bytes: Mapping[int, int]
+    memcg_node_bytes: Mapping[str, Mapping[int, int]]
+    """LRU bytes per node of each cgroup a goal names, by path (``/`` is the root)."""
+    active_bytes: int = 0
+    inactive_bytes: int = 0
+    psi_some_total_us: int = 0
+    """The system's cumulative "some" memory stall time (``/proc/pressure/memory``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """One measurement of a context, taken at ``time_s`` on the backend's clock."""
 
@@ -31,3 +47,5 @@ class Snapshot:
     effective_quota_bytes: int
     """The size quota the kernel is using now (its tuner's output)."""
     running: bool
+    memory: MemoryReadings | None = None
+    """Read when a goal's metric needs it; None for the node-share metrics."""
