@@ -229,9 +229,10 @@ class GoalConfig(_Strict):
             metric = model.GoalMetric(name)
         except ValueError:
             return data  # the field's own validator names the choices
-        given = set(data)
+        # a dumped goal carries every field; its unset ones (None, "", 0) are not "given"
+        given = {k for k, v in data.items() if v is not None and v != ""}
         if metric is model.GoalMetric.SOME_MEM_PSI_US:
-            if "target_bp" in given:
+            if data.get("target_bp"):
                 raise _goal_error("target_bp", "some_mem_psi_us takes target_us, not target_bp")
             if "target_us" not in given:
                 raise _goal_error("target_us", "required by some_mem_psi_us")
@@ -242,9 +243,9 @@ class GoalConfig(_Strict):
                 raise _goal_error("target_bp", f"required by {name}")
         if metric.takes_nid and "nid" not in given:
             raise _goal_error("nid", f"required by {name}")
-        if not metric.takes_nid and "nid" in given:
+        if not metric.takes_nid and data.get("nid"):
             raise _goal_error("nid", f"{name} is not of one node; remove nid")
-        if metric.takes_path and not data.get("path"):
+        if metric.takes_path and "path" not in given:
             raise _goal_error(
                 "path", f"required by {name}: the cgroup, like /system.slice/db.service"
             )

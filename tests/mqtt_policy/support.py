@@ -192,9 +192,12 @@ class Daemon:
 class Watcher:
     """An MQTT client that collects messages on the topics it is given."""
 
-    def __init__(self, port: int, *topics: str, **options: Any) -> None:
+    def __init__(
+        self, port: int, *topics: str, skip_retained: bool = False, **options: Any
+    ) -> None:
         self.port = port
         self.topics = topics
+        self.skip_retained = skip_retained
         self.options = options
         self.messages: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self.client: aiomqtt.Client | None = None
@@ -223,6 +226,8 @@ class Watcher:
     async def _pump(self) -> None:
         assert self.client is not None
         async for message in self.client.messages:
+            if self.skip_retained and message.retain:
+                continue
             payload = message.payload
             assert isinstance(payload, bytes)
             await self.messages.put((message.topic.value, payload))
@@ -296,7 +301,9 @@ class Host:
             keys=keys,
         )
         self.supervisor.services.append(self.channel.run)
-        async with Watcher(self.port, "damond/hosts/h1/state") as watcher:
+        # a state report of this run: a retained one may be an earlier Host's, sent
+        # before this one subscribed to its policy topics
+        async with Watcher(self.port, "damond/hosts/h1/state", skip_retained=True) as watcher:
             self._task = asyncio.create_task(self.supervisor.run())
             await watcher.next("damond/hosts/h1/state")
         return self
