@@ -49,6 +49,13 @@ class KernelSpec:
         return out
 
     @property
+    def filter_types(self) -> set[str]:
+        out = {"anon", "memcg", "addr", "target", "young"}
+        if self.has(6, 15):
+            out |= {"hugepage_size", "unmapped", "active"}
+        return out
+
+    @property
     def actions(self) -> set[str]:
         out = {"willneed", "cold", "pageout", "hugepage", "nohugepage", "stat"}
         out |= {"lru_prio", "lru_deprio", "migrate_hot", "migrate_cold"}
@@ -59,6 +66,7 @@ class KernelSpec:
 
 KERNELS = {
     "6.12": KernelSpec("6.12.117+deb13-amd64", (6, 12)),
+    "6.14": KernelSpec("6.14.11", (6, 14)),
     "6.18": KernelSpec("6.18.44", (6, 18)),
     "7.2": KernelSpec("7.2.13+deb14-amd64", (7, 2)),
 }
@@ -142,6 +150,16 @@ class FakeMachine:
     @property
     def proc(self) -> Path:
         return self.root / "proc"
+
+    def sysfs_toml(self) -> str:
+        """The ``[sysfs]`` table of a config that points damond at this fake host."""
+        return (
+            "[sysfs]\n"
+            f'admin_root = "{self.admin}"\n'
+            f'devices_root = "{self.devices}"\n'
+            f'module_root = "{self.modules}"\n'
+            f'proc_root = "{self.proc}"\n'
+        )
 
     def node_start(self, nid: int) -> int | None:
         blocks = [b for b in self.node_blocks[nid] if b not in self.offline_blocks]
@@ -385,6 +403,7 @@ class FakeKernel(SysfsIO):
                 keywords = OPS_FILTER_TYPES
             else:
                 keywords = CORE_FILTER_TYPES | OPS_FILTER_TYPES
+            keywords = keywords & self.k.filter_types
         if keywords is not None:
             if text not in keywords:
                 raise _err(errno.EINVAL, path)
@@ -495,6 +514,8 @@ class FakeKernel(SysfsIO):
                 f = d / str(i)
                 if self._get(f / "type") != "addr" or self._get(f / "matching") != "Y":
                     continue
+                if (f / "allow").exists() and self._get(f / "allow") == "Y":
+                    continue  # an allow filter on a range rejects nothing in it
                 lo, hi = int(self._get(f / "addr_start")), int(self._get(f / "addr_end"))
                 if lo <= start < hi:
                     return True

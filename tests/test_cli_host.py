@@ -45,12 +45,7 @@ def test_no_permission_on_the_damon_tree_exits_3_and_says_run_as_root(shared_dir
     config.write_text(
         f"""backend = "sysfs"
 state_dir = "{state}"
-[sysfs]
-admin_root = "{m.admin}"
-devices_root = "{m.devices}"
-module_root = "{m.modules}"
-proc_root = "{m.proc}"
-[[contexts]]
+{m.sysfs_toml()}[[contexts]]
 name = "pull"
 node = 1
 scheme = {{ target_nid = 0 }}
@@ -153,12 +148,7 @@ def test_check_refuses_a_quota_the_hosts_node_cannot_hold(tmp_path: Path) -> Non
     config.write_text(
         f"""backend = "sysfs"
 state_dir = "{tmp_path / "state"}"
-[sysfs]
-admin_root = "{m.admin}"
-devices_root = "{m.devices}"
-module_root = "{m.modules}"
-proc_root = "{m.proc}"
-[[contexts]]
+{m.sysfs_toml()}[[contexts]]
 name = "pull"
 node = 1
 scheme = {{ target_nid = 0, quota = {{ max_bytes = 999999999999999 }} }}

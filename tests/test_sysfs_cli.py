@@ -18,12 +18,7 @@ def write_config(path: Path, m: FakeMachine, state_dir: Path, mode: str = "daemo
         f"""backend = "sysfs"
 state_dir = "{state_dir}"
 
-[sysfs]
-admin_root = "{m.admin}"
-devices_root = "{m.devices}"
-module_root = "{m.modules}"
-proc_root = "{m.proc}"
-
+{m.sysfs_toml()}
 [[contexts]]
 name = "pull"
 node = 1
