@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from damond.config.context import cgroup_path
 from damond.config.fields import (
     BasisPoints,
     NonNegativeInt,
@@ -26,6 +28,10 @@ class SimNodeConfig(_Strict):
     tier: NonNegativeInt | None = None
     """The node's memory tier, 0 the fastest (DRAM); unset: its rank by node id, so that
     node 0 is DRAM, node 1 the next tier and so on."""
+    latency_ns: PositiveInt | None = None
+    """The node's memory access latency, nanoseconds; an access to a node slower than
+    the fastest stalls for the difference (``some_mem_psi_us``). Unset: 100 ns plus 150
+    ns per tier below DRAM (DRAM 100 ns, CXL memory 250 ns)."""
 
 
 class MemorySetConfig(_Strict):
@@ -39,6 +45,18 @@ class MemorySetConfig(_Strict):
     """Probability that a chunk of the set is accessed in one sample (0-1)."""
     placement: Literal["interleave"] | NonNegativeInt = "interleave"
     """Where the set starts: ``interleave`` over every node, or one node id."""
+    cgroup: str = "/"
+    """The cgroup the set's pages are charged to, from the cgroup root (``/`` the root
+    cgroup): what ``memcg`` filters and the ``node_memcg_*`` metrics see."""
+    anon: bool = True
+    """Whether the set is anonymous memory (else file-backed): what ``anon`` filters see."""
+
+    @field_validator("cgroup")
+    @classmethod
+    def _valid_cgroup(cls, value: str) -> str:
+        if not value:
+            raise PydanticCustomError("cgroup_path", "must not be empty; / is the root", {})
+        return cgroup_path(value)
 
 
 class ShiftConfig(_Strict):
@@ -118,11 +136,61 @@ class SimulationConfig(_Strict):
     seed: int = 1
     """Seed of the simulated sampling noise (``damond simulate --seed``)."""
     chunk_bytes: PositiveInt = 64 * MiB
-    """The unit of simulated memory: access rates and migrations are per chunk."""
+    """The unit of simulated memory, its pages: each chunk has one access rate, and
+    DAMON regions start and end on chunk boundaries."""
     bandwidth_bytes_per_s: PositiveInt = 1 * GiB
-    """The most the simulated machine migrates per second."""
+    """The most the simulated machine migrates per second, over all contexts; a kdamond
+    waits for its pages to move before it samples again. The default is of the order
+    of unthrottled kernel promotion measured on DRAM + PMEM (726 MB/s, Huang Ying's
+    NUMA-balancing hot-page selection series, pmbench, linux-mm 2022), rounded up."""
+    migration_settle_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
+    """How long a moved page's accesses stay unseen after its move, beyond the move itself
+    (while it moves it is isolated from the LRU and unseen anyway): one default sampling
+    interval, as the page's new mapping starts not accessed."""
+    fail_charge_num: NonNegativeInt = 0
+    """The simulated kernel's ``quotas/fail_charge_num`` (7.2): with
+    ``fail_charge_denom``, the share of the bytes an action failed on (pages not
+    migrated, such as to a full node, or free pages) that is charged to the quota."""
+    fail_charge_denom: NonNegativeInt = 0
+    """The simulated kernel's ``quotas/fail_charge_denom`` (7.2); 0 charges a region's
+    whole size whether its pages moved or not (the kernel's default)."""
+    nr_regions_min: PositiveInt = 1_000
+    """The least DAMON regions per simulated context (``monitoring_attrs/nr_regions/min``,
+    as ``sysfs.nr_regions_min`` sets it on a real kernel): no region grows beyond the
+    monitored memory over this. The default keeps regions as fine as the simulated pages
+    (one chunk each on machines of up to 1000 chunks), DAMON's view at its sharpest; 10
+    (the kernel's usual minimum) makes it start from coarse regions that split and
+    merge, and mix hot and cold pages after a shift."""
+    nr_regions_max: PositiveInt = 1_000
+    """The most DAMON regions per simulated context (``monitoring_attrs/nr_regions/max``,
+    as ``sysfs.nr_regions_max`` sets it on a real kernel): regions are split while at
+    most half this many exist, and merged harder beyond it."""
+    min_region_bytes: PositiveInt | None = None
+    """The smallest simulated DAMON region (the kernel's ``min_region_sz``), a multiple
+    of ``chunk_bytes``; unset: one chunk, the finest the simulated pages allow."""
+    measure_window_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    """Eligible bytes are read as damond reads a kernel's (``sysfs.measure_window_s``):
+    the mean of the per-node ``stat`` schemes' views over this many seconds; 0 reads
+    the last aggregation's view."""
+    age_reset_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    """A region's age restarts when its ``nr_accesses`` moves by more than this share of
+    the samples per aggregation; unset (the default): the kernel's threshold, a tenth of
+    the largest count of the interval. At 20 samples that threshold (2) restarts the age
+    of memory accessed in 90 % of samples every few intervals, so that only memory
+    accessed in nearly every sample stays eligible, as on a kernel: real hot buffers,
+    touched every sampling interval, read an access rate of 1.0. A share such as 0.4
+    keeps less regular memory aged, unlike the kernel."""
+    clock_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    """Each simulated context's aggregation intervals vary by up to this share, at random
+    (a kdamond's sleeps are not exact), so that contexts drift out of step with each
+    other and with the control loop. 0 keeps every context on its own clock (its own
+    interval, from its own start, late by its own migrations) without drift, as the
+    daemon's tests time their checks; 0.02 is a realistic drift."""
     pingpong_window_s: PositiveFloat = 600.0
     """Memory moved back within this many seconds of a move counts as ping-pong."""
+    accesses_per_gib_s: PositiveFloat = 100_000.0
+    """Memory accesses per second to a GiB of a set of access rate 1 (in proportion for
+    lower rates): with the nodes' ``latency_ns``, the simulated memory stall."""
     nodes: tuple[SimNodeConfig, ...] = (
         SimNodeConfig(id=0, capacity_bytes=20 * GiB),
         SimNodeConfig(id=1, capacity_bytes=40 * GiB),
@@ -130,7 +198,7 @@ class SimulationConfig(_Strict):
     """The simulated machine's NUMA nodes (default: 20 GiB DRAM as node 0, 40 GiB CXL
     memory as node 1)."""
     sets: tuple[MemorySetConfig, ...] = (
-        MemorySetConfig(name="hot", bytes=28 * GiB, access_rate=0.9, placement="interleave"),
+        MemorySetConfig(name="hot", bytes=28 * GiB, access_rate=1.0, placement="interleave"),
         MemorySetConfig(name="warm", bytes=1 * GiB, access_rate=0.05, placement=0),
         MemorySetConfig(name="idle", bytes=1 * GiB, access_rate=0.0, placement=0),
         MemorySetConfig(name="cold", bytes=8 * GiB, access_rate=0.01, placement=1),
@@ -150,6 +218,22 @@ class SimulationConfig(_Strict):
     of ``events``."""
     faults: tuple[FaultConfig, ...] = ()
     """Injected failures of contexts' backend calls, for testing supervision."""
+
+    @model_validator(mode="after")
+    def _regions_fit(self) -> SimulationConfig:
+        if self.nr_regions_min > self.nr_regions_max:
+            raise PydanticCustomError(
+                "nr_regions",
+                "nr_regions_min: must not exceed nr_regions_max ({max}), got {min}",
+                {"max": self.nr_regions_max, "min": self.nr_regions_min},
+            )
+        if self.min_region_bytes is not None and self.min_region_bytes % self.chunk_bytes:
+            raise PydanticCustomError(
+                "min_region_bytes",
+                "min_region_bytes: must be a multiple of chunk_bytes ({chunk}), got {value}",
+                {"chunk": self.chunk_bytes, "value": self.min_region_bytes},
+            )
+        return self
 
     @property
     def node_ids(self) -> list[int]:

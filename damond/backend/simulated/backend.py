@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
-from damond.backend.simulated.machine import SimMachine, SimScheme
+from damond.backend.simulated.machine import SimMachine
+from damond.backend.simulated.migration import SimScheme
+from damond.backend.sysfs.eligible import CounterWindow
 from damond.config import ContextConfig, SimulationConfig
 from damond.control.tiers import Tiers
 from damond.model import damon as model
@@ -25,19 +27,11 @@ PAGE_BYTES = 4096
 SIMULATED_FEATURES: Mapping[str, bool] = {
     "goal_nid": True,
     "goal_tuner": True,
-    "node_eligible_mem_bp": True,
     "effective_bytes": True,
     "nr_snapshots": True,
+    # the simulated machine computes every goal metric itself, as a kernel would
+    **{m.value: True for m in model.GoalMetric if m is not model.GoalMetric.USER_INPUT},
 }
-
-
-def machine_step(contexts: Sequence[ContextConfig]) -> tuple[float, int]:
-    """The machine's aggregation step and samples per step: the finest context's."""
-    if not contexts:
-        return 1.0, 20
-    finest = min(contexts, key=lambda c: c.intervals.aggr_us)
-    step_s = finest.intervals.aggr_us / 1e6
-    return step_s, max(1, finest.intervals.aggr_us // finest.intervals.sample_us)
 
 
 class SimBackend:
@@ -49,14 +43,17 @@ class SimBackend:
         contexts: Sequence[ContextConfig],
         clock: Callable[[], float],
     ) -> None:
-        step_s, samples = machine_step(contexts)
-        self.machine = SimMachine(cfg, step_s, samples)
+        self.machine = SimMachine(cfg)
         self._tiers = MappingProxyType(Tiers.of_simulation(cfg).tier_by_node)
         self._capacity = MappingProxyType(self.machine.capacity)
         """Every snapshot's capacities: a read-only view, as they never change."""
         self._clock = clock
         self._faults = cfg.faults
+        self._reads_memory: set[str] = set()
+        """Contexts whose goal is computed from memory readings."""
         self._fault_left = [f.count for f in cfg.faults]
+        self._windows: dict[str, tuple[SimScheme, dict[int, CounterWindow]]] = {}
+        """Each context's measurement windows, per node, with the scheme they read."""
 
     async def _injected_fault(self, name: str) -> None:
         for i, fault in enumerate(self._faults):
@@ -93,12 +90,15 @@ class SimBackend:
     async def start_context(self, ctx: model.Context) -> None:
         self._advance()
         for node in (*ctx.nodes, ctx.schemes[0].target_nid):
-            if node not in self.machine.capacity:
+            if node >= 0 and node not in self.machine.capacity:  # -1: an lru action
                 raise BackendError(f"context {ctx.name}: node {node} does not exist")
         self.machine.add_scheme(ctx)
+        if ctx.memory_goal is not None:
+            self._reads_memory.add(ctx.name)
 
     async def stop_context(self, name: str) -> None:
         self.machine.remove_scheme(name)
+        self._reads_memory.discard(name)
 
     async def snapshot(self, name: str) -> Snapshot:
         self._advance()
@@ -106,13 +106,32 @@ class SimBackend:
         scheme = self._get(name)
         return Snapshot(
             time_s=self.machine.t,
-            eligible_bytes=self.machine.eligible_bytes(scheme.pattern),
+            eligible_bytes=self._measured(scheme),
             capacity_bytes=self._capacity,
             stats=scheme.stats,
             quota_bytes=scheme.quota_bytes,
-            effective_quota_bytes=min(scheme.esz, 2**64 - 1),
+            effective_quota_bytes=scheme.reported_esz,
             running=True,
+            memory=self.machine.memory() if name in self._reads_memory else None,
         )
+
+    def _measured(self, scheme: SimScheme) -> Mapping[int, int]:
+        """Eligible bytes as damond reads a 7.0+ kernel's: the ``stat`` schemes' bytes per
+        snapshot over the last ``measure_window_s`` (:class:`CounterWindow`), or the last
+        view while the window has none."""
+        last = self.machine.eligible_bytes(scheme)
+        if self.machine.cfg.measure_window_s <= 0:
+            return last
+        owner, windows = self._windows.get(scheme.name, (None, {}))
+        if owner is not scheme:  # a (re)started context reads its own counters afresh
+            windows = {}
+            self._windows[scheme.name] = (scheme, windows)
+        out = {}
+        for node, tried in scheme.tried_by_node.items():
+            window = windows.setdefault(node, CounterWindow(self.machine.cfg.measure_window_s))
+            mean = window.add(self.machine.t, tried, scheme.nr_snapshots)
+            out[node] = last[node] if mean is None else mean
+        return out or last
 
     async def set_quota(self, name: str, quota_bytes: int) -> None:
         self._get(name).quota_bytes = quota_bytes

@@ -1,4 +1,5 @@
-"""The simulated machine's memory: chunks (its regions) and access patterns in its units."""
+"""The simulated machine's ground truth: chunks of memory with true access rates, and
+access patterns in DAMON's units (samples per aggregation, aggregations)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,43 @@ from dataclasses import dataclass
 
 
 class Chunk:
-    """A fixed-size piece of memory: its true access rate, and DAMON's view of it
-    (``nr`` accesses at the last aggregation, ``age`` in aggregations)."""
+    """A fixed-size piece of memory at ``slot`` (its frame) of ``node``: its true access
+    rate, which set it belongs to, until when a migration hides its accesses, and which
+    LRU list its pages are on (:mod:`.lru`)."""
 
-    __slots__ = ("age", "last_from", "last_move_t", "node", "nr", "rate", "set_name", "size")
+    __slots__ = (
+        "active",
+        "hidden_until",
+        "last_from",
+        "last_move_t",
+        "node",
+        "rate",
+        "set_name",
+        "size",
+        "slot",
+    )
 
     def __init__(self, node: int, size: int, rate: float, set_name: str) -> None:
         self.node = node
         self.size = size
         self.rate = rate
         self.set_name = set_name
-        self.nr = 0
-        self.age = 0
+        self.slot = -1
+        self.hidden_until = -math.inf
         self.last_from = -1
         self.last_move_t = -math.inf
+        self.active = False
 
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
-    """An access pattern in machine units (samples per step, steps); hashable, as it keys
-    the machine's eligible-bytes cache."""
+    """A scheme's access pattern in its context's units: ``nr_accesses`` in samples per
+    aggregation, age in aggregations."""
 
-    nr_min: float
-    nr_max: float
+    nr_min: int
+    nr_max: int
     age_min: int
     age_max: int
 
-    def matches(self, chunk: Chunk) -> bool:
-        return self.nr_min <= chunk.nr <= self.nr_max and self.age_min <= chunk.age <= self.age_max
+    def matches(self, nr: int, age: int) -> bool:
+        return self.nr_min <= nr <= self.nr_max and self.age_min <= age <= self.age_max
