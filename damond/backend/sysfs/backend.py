@@ -20,7 +20,7 @@ from damond.backend.sysfs.context import RunningContext
 from damond.backend.sysfs.features import Features
 from damond.backend.sysfs.io import SysfsIO, SysfsWorker
 from damond.backend.sysfs.kdamond import log
-from damond.backend.sysfs.requirements import feature_problems
+from damond.backend.sysfs.requirements import cgroup_problems, feature_problems
 from damond.backend.sysfs.topology import Topology, read_topology
 from damond.backend.sysfs.vmstat import read_tiering_counters
 from damond.config import Settings, SysfsConfig
@@ -90,7 +90,9 @@ class SysfsBackend:
             features_verified=self._features.verified,
         )
         problems = [
-            p for c in self.planned for p in feature_problems(c, self._features, self._kernel)
+            p
+            for i, c in enumerate(self.planned)
+            for p in feature_problems(c, self._features, self._kernel, f"contexts[{i}]")
         ]
         if problems:
             await self.close()
@@ -109,7 +111,13 @@ class SysfsBackend:
             self.worker.close()
 
     async def start_context(self, ctx: model.Context) -> None:
-        problems = feature_problems(ctx, self._features, self._kernel)
+        where = next(
+            (f"contexts[{i}]" for i, c in enumerate(self.planned) if c.name == ctx.name),
+            f"contexts.{ctx.name}",
+        )
+        problems = feature_problems(ctx, self._features, self._kernel, where)
+        if not problems:
+            problems = await self.worker.call(lambda s: cgroup_problems(s, ctx, self.cfg, where))
         if problems:
             raise BackendError("; ".join(problems))
         topo = await self._topology(force=True)

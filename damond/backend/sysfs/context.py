@@ -45,7 +45,7 @@ class RunningContext:
 def check_nodes(ctx: model.Context, topo: Topology) -> None:
     """A node without online memory cannot be monitored nor migrated to."""
     for node in (*ctx.nodes, ctx.schemes[tree.WORKING_SCHEME].target_nid):
-        if node not in topo.ranges:
+        if node >= 0 and node not in topo.ranges:  # -1: an lru action, no destination
             raise BackendError(
                 f"context {ctx.name}: node {node} has no online memory "
                 f"(nodes with memory: {', '.join(map(str, topo.nodes))}); context stopped"
@@ -87,9 +87,13 @@ def start_job(
         pid = _adopt(s, kd, claim.record.slots[index], ctx.name, lay)
     else:
         lay = staged or lay
-        changes = kd.apply(s, lay.entries)
-        kd.verify(s, ctx.name, lay)
-        kd.command(s, ctx.name, paths.ON, lay, changes)
+        try:
+            changes = kd.apply(s, lay.entries)
+            kd.verify(s, ctx.name, lay)
+            kd.command(s, ctx.name, paths.ON, lay, changes)
+        except BackendError:
+            _roll_back(s, kd, ctx.name)
+            raise
         pid = kd.pid(s)
         log.info("kdamond on", context=ctx.name, kdamond=index, pid=pid)
     claim.hold(index, ctx.name, pid)
@@ -105,6 +109,16 @@ def start_job(
         state.counters[nid] = CounterWindow(window_s)
         state.readings[nid] = ValueWindow(window_s)
     return state
+
+
+def _roll_back(s: Session, kd: Kdamond, context: str) -> None:
+    """Remove what a failed start left staged in a kdamond that stayed off, so that no
+    half-written context (a scheme without its filters) is left for anyone to turn on."""
+    try:
+        if not kd.is_on(s):
+            s.write(kd.dir / paths.NR_CONTEXTS, "0")
+    except BackendError as exc:
+        log.warning("could not roll back a failed start", context=context, error=str(exc))
 
 
 def _adopt(s: Session, kd: Kdamond, slot: Slot, context: str, lay: tree.Layout) -> int:

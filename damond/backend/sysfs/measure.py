@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from damond.backend.sysfs import paths
+from damond.backend.sysfs import hostmemory, paths
 from damond.backend.sysfs.context import RunningContext
 from damond.backend.sysfs.features import Features
 from damond.backend.sysfs.io import Session, SysfsWorker
@@ -79,6 +79,8 @@ def _snapshot_job(s: Session, c: RunningContext, features: Features, cfg: SysfsC
     counters = SchemeStats(
         **{key: s.read_int(kd.dir / paths.stat(WORKING_SCHEME, key)) for key in paths.SCHEME_STATS}
     )
+    needs = hostmemory.context_needs(c.ctx)
+    memory = hostmemory.read_memory(s, host_roots(cfg), needs) if needs else None
     return Snapshot(
         time_s=time.monotonic(),
         eligible_bytes={n: c.eligible.get(n, 0) for n in c.layout.stat_nodes},
@@ -87,6 +89,14 @@ def _snapshot_job(s: Session, c: RunningContext, features: Features, cfg: SysfsC
         quota_bytes=int(c.layout.value(paths.quota(WORKING_SCHEME, "bytes"))),
         effective_quota_bytes=effective,
         running=True,
+        memory=memory,
+    )
+
+
+def host_roots(cfg: SysfsConfig) -> hostmemory.HostRoots:
+    """Where the host's memory readings are, by the backend's configuration."""
+    return hostmemory.HostRoots(
+        devices_root=cfg.devices_root, proc_root=cfg.proc_root, cgroup_root=cfg.cgroup_root
     )
 
 

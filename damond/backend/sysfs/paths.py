@@ -23,10 +23,10 @@ per kdamond, so those are always ``0``::
         .../schemes/<S>/quotas/{ms,bytes,reset_interval_ms,effective_bytes,...}
         .../schemes/<S>/quotas/weights/{sz,nr_accesses,age}_permil
         .../schemes/<S>/quotas/goals/nr_goals
-        .../schemes/<S>/quotas/goals/<G>/{target_metric,target_value,current_value,nid}
+        .../schemes/<S>/quotas/goals/<G>/{target_metric,target_value,current_value,nid,path}
         .../schemes/<S>/watermarks/metric
-        .../schemes/<S>/{core_filters,filters}/nr_filters
-        .../schemes/<S>/{core_filters,filters}/<F>/{type,matching,allow,addr_start,...}
+        .../schemes/<S>/{core_filters,ops_filters,filters}/nr_filters
+        .../schemes/<S>/{core_filters,ops_filters,filters}/<F>/{type,matching,allow,...}
         .../schemes/<S>/stats/{nr_tried,sz_tried,...,nr_snapshots}
         .../schemes/<S>/tried_regions/total_bytes
 
@@ -45,8 +45,13 @@ SchemeFile = Literal["action", "target_nid", "apply_interval_us", "dests"]
 QuotaFile = Literal[
     "ms", "bytes", "reset_interval_ms", "effective_bytes", "goal_tuner", "fail_charge_denom"
 ]
-GoalFile = Literal["target_metric", "target_value", "current_value", "nid", "complement"]
-FilterFile = Literal["type", "matching", "allow", "addr_start", "addr_end"]
+GoalFile = Literal["target_metric", "target_value", "current_value", "nid", "path", "complement"]
+FilterDir = Literal["core_filters", "ops_filters", "filters"]
+"""Where a scheme's filters go: DAMON's core layer and the operations layer each have
+their directory since Linux 6.15; before, one ``filters`` directory takes both."""
+FilterFile = Literal[
+    "type", "matching", "allow", "memcg_path", "addr_start", "addr_end", "min", "max"
+]
 StatFile = Literal["nr_tried", "sz_tried", "nr_applied", "sz_applied", "qt_exceeds", "nr_snapshots"]
 
 # -- state commands (written to kdamonds/<K>/state) -----------------------------------
@@ -89,6 +94,8 @@ OPERATIONS: Final = f"{CONTEXT}/operations"
 ADDR_UNIT: Final = f"{CONTEXT}/addr_unit"
 NR_TARGETS: Final = f"{CONTEXT}/targets/nr_targets"
 NR_REGIONS: Final = f"{CONTEXT}/targets/0/regions/nr_regions"
+OBSOLETE_TARGET: Final = f"{CONTEXT}/targets/0/obsolete_target"
+"""Linux 6.19+; damond never writes it, its presence dates the kernel."""
 NR_SCHEMES: Final = f"{CONTEXT}/schemes/nr_schemes"
 
 
@@ -141,18 +148,16 @@ def watermarks_metric(s: int) -> str:
     return f"{scheme(s)}/watermarks/metric"
 
 
-def filters(s: int, core: bool) -> str:
-    """The scheme's filter directory: ``core_filters`` where the kernel has it, else
-    ``filters``."""
-    return f"{scheme(s)}/{'core_filters' if core else 'filters'}"
+def filters(s: int, where: FilterDir) -> str:
+    return f"{scheme(s)}/{where}"
 
 
-def nr_filters(s: int, core: bool) -> str:
-    return f"{filters(s, core)}/nr_filters"
+def nr_filters(s: int, where: FilterDir) -> str:
+    return f"{filters(s, where)}/nr_filters"
 
 
-def filter_file(s: int, core: bool, f: int, name: FilterFile) -> str:
-    return f"{filters(s, core)}/{f}/{name}"
+def filter_file(s: int, where: FilterDir, f: int, name: FilterFile) -> str:
+    return f"{filters(s, where)}/{f}/{name}"
 
 
 def stat(s: int, name: StatFile) -> str:

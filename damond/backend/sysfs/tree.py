@@ -4,7 +4,8 @@ Layout of a context (one kdamond, one paddr context):
 
 - one target whose regions are every node's online memory;
 - scheme 0, the working scheme, restricted to the context's source nodes by
-  core ``addr`` filters that reject every other node's ranges;
+  core ``addr`` filters that reject every other node's ranges, then the configured
+  filters (:mod:`damond.backend.sysfs.filters`);
 - schemes 1..N, quota-less ``stat`` schemes with the working scheme's access
   pattern, one per node and restricted to it the same way: they measure the
   eligible bytes of each node (``tried_regions`` of a quota-limited scheme
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from damond.backend.sysfs import paths
+from damond.backend.sysfs import filters, paths
 from damond.backend.sysfs.features import Features
 from damond.backend.sysfs.io import Session
 from damond.backend.sysfs.topology import Topology
@@ -62,23 +63,6 @@ def _pattern(s: int, p: model.AccessPattern) -> list[Entry]:
     ]
 
 
-def _reject_filters(s: int, ranges: Sequence[model.AddressRange], f: Features) -> list[Entry]:
-    core = f.core_filters
-    out: list[Entry] = [(paths.nr_filters(s, core), str(len(ranges)))]
-    for i, r in enumerate(ranges):
-        out += [
-            (paths.filter_file(s, core, i, "type"), "addr"),
-            (paths.filter_file(s, core, i, "matching"), "Y"),
-        ]
-        if f.filter_allow:
-            out.append((paths.filter_file(s, core, i, "allow"), "N"))
-        out += [
-            (paths.filter_file(s, core, i, "addr_start"), str(r.start)),
-            (paths.filter_file(s, core, i, "addr_end"), str(r.end)),
-        ]
-    return out
-
-
 def _goals(s: int, goals: Sequence[model.QuotaGoal], f: Features) -> list[Entry]:
     out: list[Entry] = [(paths.nr_goals(s), str(len(goals)))]
     for i, goal in enumerate(goals):
@@ -91,6 +75,8 @@ def _goals(s: int, goals: Sequence[model.QuotaGoal], f: Features) -> list[Entry]
         ]
         if f.goal_nid:
             out.append((paths.goal(s, i, "nid"), str(goal.nid)))
+        if f.goal_path and goal.metric.takes_path:
+            out.append((paths.goal(s, i, "path"), goal.path))
     return out
 
 
@@ -103,7 +89,7 @@ def _scheme(
 ) -> list[Entry]:
     quota = scheme.quota
     out: list[Entry] = [(paths.scheme_file(s, "action"), scheme.action.value)]
-    if f.target_nid:
+    if f.target_nid and not scheme.action.moves_lru:  # an lru action has no destination
         out.append((paths.scheme_file(s, "target_nid"), str(scheme.target_nid)))
     out.append((paths.scheme_file(s, "apply_interval_us"), str(scheme.apply_interval_us)))
     out += _pattern(s, scheme.access_pattern)
@@ -121,7 +107,7 @@ def _scheme(
         out += _goals(s, quota.goals, f)
     out += [(paths.watermarks_metric(s), "none")]
     others = [r for nid, rs in sorted(topo.ranges.items()) if nid not in keep for r in rs]
-    out += _reject_filters(s, others, f)
+    out += filters.entries(s, scheme.filters, others, f)
     return out
 
 
