@@ -70,7 +70,7 @@ def test_no_two_contexts_move_common_pages_in_opposite_directions(members: list[
     for a in acting:
         for b in acting:
             if (a.source, a.dest) == (b.dest, b.source):
-                assert a.goal.page_class.overlap(b.goal.page_class) is None, (a.name, b.name)
+                assert a.moved_class.overlap(b.moved_class) is None, (a.name, b.name)
 
 
 @settings(max_examples=300, deadline=None)

@@ -73,7 +73,7 @@ def small_dram_promoter_and_evictor() -> Settings:
                 MemorySetConfig(
                     name="idle", bytes=6 * GiB + GiB // 2, access_rate=0.0, placement=0
                 ),
-                MemorySetConfig(name="hot", bytes=24 * GiB, access_rate=0.9),
+                MemorySetConfig(name="hot", bytes=24 * GiB, access_rate=1.0),
             ),
             shifts=(),
         ),
@@ -104,7 +104,7 @@ def three_nodes_two_promoters() -> Settings:
                 SimNodeConfig(id=1, capacity_bytes=32 * GiB, tier=1),
                 SimNodeConfig(id=2, capacity_bytes=32 * GiB, tier=1),
             ),
-            sets=(MemorySetConfig(name="hot", bytes=24 * GiB, access_rate=0.9),),
+            sets=(MemorySetConfig(name="hot", bytes=24 * GiB, access_rate=1.0),),
             shifts=(),
         ),
         contexts=(
@@ -155,7 +155,7 @@ def test_a_dead_band_below_one_region_is_raised_so_nothing_churns() -> None:
                 SimNodeConfig(id=0, capacity_bytes=20 * GiB),
                 SimNodeConfig(id=1, capacity_bytes=40 * GiB),
             ),
-            sets=(MemorySetConfig(name="hot", bytes=24 * GiB, access_rate=0.9),),
+            sets=(MemorySetConfig(name="hot", bytes=24 * GiB, access_rate=1.0),),
             shifts=(),
         ),
         contexts=(
@@ -192,7 +192,7 @@ def test_kernel_mode_on_goals_that_already_hold_moves_nothing() -> None:
                 SimNodeConfig(id=1, capacity_bytes=40 * GiB),
             ),
             sets=(
-                MemorySetConfig(name="hot", bytes=12 * GiB, access_rate=0.9, placement=0),
+                MemorySetConfig(name="hot", bytes=12 * GiB, access_rate=1.0, placement=0),
                 MemorySetConfig(name="cold", bytes=8 * GiB, access_rate=0.0, placement=1),
             ),
             shifts=(),
@@ -212,7 +212,7 @@ def test_an_infeasible_pair_holds_still_says_why_once_and_shows_the_reason() -> 
         backend="simulated",
         simulation=SimulationConfig(
             sets=(
-                MemorySetConfig(name="hot", bytes=34 * GiB, access_rate=0.9, placement=1),
+                MemorySetConfig(name="hot", bytes=34 * GiB, access_rate=1.0, placement=1),
                 MemorySetConfig(name="idle", bytes=4 * GiB, access_rate=0.0, placement=0),
             ),
             shifts=(),

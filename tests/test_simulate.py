@@ -39,7 +39,7 @@ async def test_an_infeasible_goal_set_holds_still() -> None:
     """34 GiB hot, but 60 % of node 0 plus 40 % of node 1 has room for 28 GiB only."""
     base = load_settings(None)
     sets = (
-        MemorySetConfig(name="hot", bytes=34 * GiB, access_rate=0.9, placement=1),
+        MemorySetConfig(name="hot", bytes=34 * GiB, access_rate=1.0, placement=1),
         MemorySetConfig(name="idle", bytes=4 * GiB, access_rate=0.0, placement=0),
     )
     cfg: Settings = base.model_copy(
@@ -107,6 +107,16 @@ def test_a_measurement_lagging_a_shift_is_not_overshoot() -> None:
     points = [(0.0, 4000, 4000), (1.0, 3100, 4000), (2.0, 4800, 4000), (3.0, 4000, 4000)]
     assert phase_overshoot(points, [(0.0, 4800)]) == 0
     assert phase_overshoot(points, [(0.0, None)]) == 800
+
+
+def test_a_reading_in_the_band_before_a_shift_is_seen_shows_no_side() -> None:
+    """The phase's first reading is the last phase's value, settled 15 bp on the side
+    the shift starts from: it used to count as having come from there, so the dip
+    that follows, before the newly hot pages have aged, read as 1000 bp of overshoot."""
+    points = [(0.0, 4015, 4000), (1.0, 3000, 4000), (2.0, 4421, 4000), (3.0, 4015, 4000)]
+    assert phase_overshoot(points, [(0.0, 4421)]) == 0
+    really = [*points, (4.0, 3700, 4000)]
+    assert phase_overshoot(really, [(0.0, 4421)]) == 300
 
 
 def test_churn_counts_bytes_moved_back_whichever_pages_come_back() -> None:

@@ -129,7 +129,7 @@ def test_warnings_carry_simulated_times(tmp_path: Path) -> None:
     text = """
 [simulation]
 sets = [
-  { name = "hot", bytes = 36507222016, access_rate = 0.9, placement = 1 },
+  { name = "hot", bytes = 36507222016, access_rate = 1.0, placement = 1 },
   { name = "idle", bytes = 4294967296, access_rate = 0.0, placement = 0 },
 ]
 shifts = []

@@ -5,10 +5,12 @@ moves lead from node to node back to where they started: whatever one of them
 moves, another moves back (two contexts trading pages between two nodes, or
 three pushing them round three). Moves of classes with nothing in common never
 conflict, whatever their nodes: a hot-page promoter CXL -> DRAM and a cold-page
-demoter DRAM -> CXL work side by side.
+demoter DRAM -> CXL work side by side, and so do moves whose filters keep them to
+different cgroups' pages.
 
 If pages in every class of a cycle exist, some lie at the corner of the classes'
-common range (the largest lower bounds), so trying each such corner finds every
+common range (the largest lower bounds), in some cgroup (one a filter names, or any
+other), so trying each such corner finds every
 cycle: at a corner, keep the moves whose class holds it, and a move is on a cycle
 when its destination leads back to its source.
 """
@@ -29,6 +31,12 @@ class Move:
     source: int
     dest: int
     page_class: PageClass
+    cgroups: frozenset[str] | None = None
+    """The only cgroups whose pages it moves (None: any)."""
+
+    def moves_cgroup(self, cgroup: str | None) -> bool:
+        """Whether it moves pages of ``cgroup`` (None: a cgroup no filter names)."""
+        return self.cgroups is None or cgroup in self.cgroups
 
 
 def _components(moves: Iterable[Move]) -> dict[int, int]:
@@ -76,17 +84,18 @@ def conflicts(moves: Sequence[Move]) -> list[frozenset[str]]:
     groups: list[set[str]] = []
     freqs = sorted({m.page_class.freq_min for m in moves})
     ages = sorted({m.page_class.age_min_s for m in moves})
-    for freq in freqs:
-        for age in ages:
-            here = [m for m in moves if m.page_class.holds(freq, age)]
-            if len(here) < 2:
-                continue
-            component = _components(here)
-            by_component: dict[int, set[str]] = {}
-            for m in here:
-                if component[m.source] == component[m.dest]:
-                    by_component.setdefault(component[m.source], set()).add(m.name)
-            groups.extend(by_component.values())
+    named = sorted({c for m in moves for c in m.cgroups or ()})
+    corners = [(f, a, c) for f in freqs for a in ages for c in (None, *named)]
+    for freq, age, cgroup in corners:
+        here = [m for m in moves if m.page_class.holds(freq, age) and m.moves_cgroup(cgroup)]
+        if len(here) < 2:
+            continue
+        component = _components(here)
+        by_component: dict[int, set[str]] = {}
+        for m in here:
+            if component[m.source] == component[m.dest]:
+                by_component.setdefault(component[m.source], set()).add(m.name)
+        groups.extend(by_component.values())
     return _merged(groups)
 
 

@@ -19,18 +19,23 @@ quota from that:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 
 from damond.config import ContextConfig
 from damond.model import damon as model
+from damond.model.measurement import SchemeStats
 
 
 def default_lag_s(ctx: ContextConfig) -> float:
     """Time until migrated pages look hot again: one aggregation to be sampled,
-    one for the age reset that follows, then ``age_min`` aggregations."""
+    one for the age reset that follows, then ``age_min`` aggregations, and one more for
+    the migrations: a kdamond monitors again only once the pages it migrates have moved,
+    so while it moves a quota each aggregation its aggregations come late (at 512 MiB
+    and 1 GiB/s, by half of one each)."""
     if ctx.controller.lag_s is not None:
         return ctx.controller.lag_s
     aggr_s = ctx.intervals.aggr_us / 1e6
-    return (ctx.scheme.access_pattern.age_min + 2) * aggr_s
+    return (ctx.scheme.access_pattern.age_min + 3) * aggr_s
 
 
 class DaemonController:
@@ -42,6 +47,11 @@ class DaemonController:
         self.lag_s = default_lag_s(ctx)
         self._recent: deque[tuple[float, int]] = deque()
         self._last_applied: int | None = None
+        self._reading: dict[int, int] | None = None
+        self._reading_s = 0.0
+        self._applied_at_reading: int | None = None
+        self._stats_at_reading: SchemeStats | None = None
+        self._granted_since_reading = False
 
     def reconfigure(self, ctx: ContextConfig) -> None:
         self.ctx = ctx
@@ -56,6 +66,33 @@ class DaemonController:
         self._last_applied = applied_total
         while self._recent and self._recent[0][0] <= now_s - self.lag_s:
             self._recent.popleft()
+
+    def reading_is_stale(
+        self, now_s: float, eligible_bytes: Mapping[int, int], stats: SchemeStats
+    ) -> bool:
+        """Whether this reading is an old one again, not a new measurement: it has
+        repeated exactly for ``lag_s`` or longer though the scheme moved memory since, or
+        was given a quota since while its statistics have not changed at all (a busy
+        kdamond, migrating, refreshes none of its statistics for seconds under TCG). A
+        quota sized from it again would move the same gap twice: its moves are unseen,
+        and out of the in-flight count or never in it. Call after :meth:`note_applied`."""
+        reading = dict(eligible_bytes)
+        if reading != self._reading:
+            self._reading, self._reading_s = reading, now_s
+            self._applied_at_reading = self._last_applied
+            self._stats_at_reading = stats
+            self._granted_since_reading = False
+            return False
+        if now_s - self._reading_s < self.lag_s:
+            return False
+        if self._last_applied != self._applied_at_reading:
+            return True
+        return self._granted_since_reading and stats == self._stats_at_reading
+
+    def note_granted(self, quota_bytes: int) -> None:
+        """Record the size quota just set: a reading that repeats after it is stale."""
+        if quota_bytes > model.IDLE_QUOTA_BYTES:
+            self._granted_since_reading = True
 
     @property
     def inflight_bytes(self) -> int:

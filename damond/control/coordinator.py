@@ -126,11 +126,18 @@ class Coordinator:
 
     def _side(self, m: Member, share: Share) -> str:
         verb = "raise" if m.raises else "lower"
+        unit = "us" if m.goal.metric == "some_mem_psi_us" else "bp"
         return (
-            f"{m.name} would {verb} {m.goal.metric} of {self.tiers.node(m.goal.nid)} to "
-            f"{m.target_bp} bp (now {share.value_bp} bp) by moving {share.gap_bytes} bytes "
-            f"of {m.goal.page_class.describe()}, {self.tiers.route(m.source, m.dest)}"
+            f"{m.name} would {verb} {m.goal.metric}{self._of(m)} to "
+            f"{m.target_bp} {unit} (now {share.value_bp} {unit}) by moving {share.gap_bytes} bytes "
+            f"of {m.moved_class.describe()}, "
+            f"{self.tiers.route(m.source, m.dest)}"
         )
+
+    def _of(self, m: Member) -> str:
+        """`` of node 0 (tier 0)`` (and its cgroup), or nothing for a goal of no node."""
+        cgroup = f" for cgroup {m.goal.path}" if m.goal.path else ""
+        return f" of {self.tiers.node(m.goal.nid)}{cgroup}" if m.goal.nid >= 0 else ""
 
     def _tell_sharing(
         self, names: list[str], shares: Mapping[str, Share], members: Mapping[str, Member]
@@ -139,7 +146,7 @@ class Coordinator:
         routes = {n: self.tiers.route(members[n].source, members[n].dest) for n in names}
         parts = ", ".join(f"{n} {shares[n].demand_bytes} bytes ({routes[n]})" for n in names)
         self._log.info(
-            f"contexts share the goal {first.goal.metric} of {self.tiers.node(first.goal.nid)}: "
+            f"contexts share the goal {first.goal.metric}{self._of(first)}: "
             f"one view of it, one gap of {shares[names[0]].gap_bytes} bytes split by the memory "
             f"each can move: {parts}",
             contexts=names,

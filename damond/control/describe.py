@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from damond.config import Settings
 from damond.config.checks import deadband_notes
+from damond.control import workload
 from damond.control.pageclass import PageClass
+from damond.control.plan import GoalKey
 from damond.control.tiers import Tiers
 from damond.model import damon as model
 
@@ -16,22 +18,39 @@ def check_lines(settings: Settings, tiers: Tiers | None = None) -> list[str]:
         tiers = Tiers.of_simulation(settings.simulation)
     tiers = tiers or Tiers()
     lines = ["contexts:"]
-    goals: dict[tuple[str, int, PageClass], list[str]] = {}
+    goals: dict[GoalKey, list[str]] = {}
     for ctx in settings.contexts:
         goal = ctx.goal
-        verb = "raises" if ctx.direction is model.Direction.RAISES else "lowers"
+        metric = model.GoalMetric(goal.metric)
+        verb = "raises" if workload.raises_value(ctx, tiers.tier_by_node) else "lowers"
         page_class = PageClass.of(ctx)
+        of = _of(metric, goal.nid, goal.path, tiers)
+        unit = "bp" if metric.in_basis_points else "us"
         lines.append(
-            f"  {ctx.name}: {tiers.route(ctx.node, ctx.scheme.target_nid)} of "
-            f"{page_class.describe()}; {verb} {goal.metric} of {tiers.node(goal.nid)} "
-            f"towards {goal.target_bp} bp"
+            f"  {ctx.name}: {tiers.route(ctx.node, workload.dest(ctx))} of "
+            f"{page_class.describe()}; {verb} {goal.metric}{of} towards {goal.target} {unit}"
         )
-        goals.setdefault((goal.metric, goal.nid, page_class), []).append(ctx.name)
-    for (metric, nid, _), names in goals.items():
+        memory = metric not in workload.SHARE_METRICS
+        key = GoalKey(
+            workload.canonical(metric),
+            goal.nid if metric.takes_nid else -1,
+            None if memory else page_class,
+            goal.path,
+        )
+        goals.setdefault(key, []).append(ctx.name)
+    for key, names in goals.items():
         if len(names) > 1:
+            of = _of(model.GoalMetric(key.metric), key.nid, key.path, tiers)
             lines.append(
-                f"  shared goal: {', '.join(names)} steer {metric} of {tiers.node(nid)} "
+                f"  shared goal: {', '.join(names)} steer {key.metric}{of} "
                 "together (one view, one gap split between them)"
             )
     lines.extend(f"note: {note}" for note in deadband_notes(settings))
     return lines
+
+
+def _of(metric: model.GoalMetric, nid: int, path: str, tiers: Tiers) -> str:
+    """`` of node 0 (tier 0)``, with the cgroup of a cgroup's metric; empty for a metric
+    of the whole machine."""
+    cgroup = f" for cgroup {path}" if metric.takes_path else ""
+    return f" of {tiers.node(nid)}{cgroup}" if metric.takes_nid else ""

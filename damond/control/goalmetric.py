@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from damond.model.units import BP_SCALE
 
+_OF_CAPACITY = ("node_target_mem_bp", "node_mem_used_bp", "node_memcg_used_bp")
+
 
 def _ratio_bp(numerator: int, denominator: int) -> int:
     if denominator <= 0 or numerator <= 0:
@@ -35,8 +37,10 @@ def goal_value_bp(
     eligible_by_node: Mapping[int, int],
     capacity_by_node: Mapping[int, int],
 ) -> int:
-    """The value of goal ``metric`` for node ``nid``."""
-    if metric == "node_target_mem_bp":
+    """The value of goal ``metric`` for node ``nid``. The used metrics of the machine's
+    memory are a share of the node's total, like ``node_target_mem_bp``, given the bytes
+    they count per node and the nodes' totals."""
+    if metric in _OF_CAPACITY:
         return node_target_mem_bp(eligible_by_node.get(nid, 0), capacity_by_node.get(nid, 0))
     if metric == "node_eligible_mem_bp":
         return node_eligible_mem_bp(eligible_by_node, nid)
@@ -54,6 +58,6 @@ def bytes_per_bp(
     Migration keeps the total of eligible bytes, so for the share metric the
     denominator stays put while pages move.
     """
-    if metric == "node_target_mem_bp":
+    if metric in _OF_CAPACITY:
         return capacity_by_node.get(nid, 0) / BP_SCALE
     return sum(max(0, v) for v in eligible_by_node.values()) / BP_SCALE

@@ -57,3 +57,7 @@ class PageClass:
         else:
             age = f"aged {self.age_min_s:g}-{self.age_max_s:g} s"
         return f"pages accessed in {freq} of samples, {age}"
+
+
+ANY_PAGES = PageClass(0.0, 1.0, 0.0, float(2**32))
+"""Every page, whatever its access frequency and age."""

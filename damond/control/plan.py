@@ -1,11 +1,15 @@
 """One tick's plan over every context: who moves how many bytes towards which goal.
 
-A goal is a metric of a node over a class of pages: contexts whose goals have
-the same metric, node and page class steer one quantity and share it:
+A goal is a metric of a node over a class of pages (or, for the metrics of the
+machine's memory, of a node and a cgroup, whatever the pages' class; a free metric is
+steered as its used one turned around): contexts whose goals have the same key steer
+one quantity and share it:
 
 - **one view**: the goal's value is read once, from one of its contexts (the first
   by name), so that two kdamonds measuring it a few hundred basis points apart
-  never pull it two ways;
+  never pull it two ways, with the pages that contexts of other goals moved between
+  other nodes counted where they went until they can be seen there (a share read
+  while they are in flight, seen nowhere, is one no placement holds);
 - **bytes in flight per goal**: what the contexts moving it one way moved recently
   counts, for all of them, at its destination, where the measurement does not see
   it yet (migrated pages look cold until they have aged again), and what they moved
@@ -25,20 +29,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from damond.config import ContextConfig
+from damond.control import workload
 from damond.control.conflicts import Move, conflicts
 from damond.control.goalmetric import bytes_per_bp, goal_value_bp
-from damond.control.pageclass import PageClass
+from damond.control.pageclass import ANY_PAGES, PageClass
 from damond.model import damon as model
+from damond.model.filtering import cgroups_acted_on
 
 HELD_CONFLICT = "conflict"
 HELD_INFEASIBLE = "infeasible"
 HELD_UNREACHABLE = "unreachable"
+HELD_UNMEASURED = "unmeasured"
 HELD_REASONS = {
     HELD_CONFLICT: "it and other contexts of other goals would move the same pages back "
     "and forth around a cycle of nodes",
     HELD_INFEASIBLE: "a context raising its goal and one lowering it want values that no "
     "single value meets (their targets and dead bands leave no band between them)",
     HELD_UNREACHABLE: "its goal needs moves but its node has no memory of its class left",
+    HELD_UNMEASURED: "the memory readings its goal's metric is computed from are missing",
 }
 """The ``held_reason`` values and what each means."""
 
@@ -49,7 +57,9 @@ class GoalKey:
 
     metric: str
     nid: int
-    page_class: PageClass
+    page_class: PageClass | None
+    """None for a metric of the machine's memory, which pages of any class move."""
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,16 @@ class Member:
     """Quota it was given and has not used yet: bytes still at the source."""
     seen_after_s: float = 0.0
     """The least time from a move until its pages can be seen at their destination."""
+    pages: PageClass | None = None
+    """The class of pages it moves, when its goal is not of one class."""
+    cgroups: frozenset[str] | None = None
+    """The only cgroups whose pages its filters let it move (None: any)."""
+    movable_bytes: int | None = None
+    """What it could move, when not all of its class on its node (a cgroup's pages)."""
+    reading: int | None = None
+    """Its goal's value as measured, for a goal that is no node's bytes (stall)."""
+    unit_bytes: float = 0.0
+    """For such a goal: the bytes it estimates a move needs per unit of the goal."""
 
     @classmethod
     def of(
@@ -93,14 +113,28 @@ class Member:
         time_s: float,
         moves: tuple[tuple[float, int], ...] = (),
         seen_after_s: float = 0.0,
+        tier_by_node: Mapping[int, int] | None = None,
+        movable_bytes: int | None = None,
+        reading: int | None = None,
+        unit_bytes: float = 0.0,
     ) -> Member:
+        """``eligible_bytes`` and ``capacity_bytes`` are, for a node memory metric, the
+        bytes its used side counts per node and each node's total."""
+        metric = model.GoalMetric(ctx.goal.metric)
+        pages = PageClass.of(ctx)
+        canon = workload.canonical(metric)
+        memory = metric in workload.NODE_MEMORY_METRICS
+        nid = ctx.goal.nid if metric.takes_nid else -1
+        raises = workload.raises_value(ctx, tier_by_node)
         return cls(
             name=ctx.name,
             source=ctx.node,
-            dest=ctx.scheme.target_nid,
-            goal=GoalKey(ctx.goal.metric, ctx.goal.nid, PageClass.of(ctx)),
-            raises=ctx.direction is model.Direction.RAISES,
-            target_bp=ctx.goal.target_bp,
+            dest=workload.dest(ctx),
+            goal=GoalKey(
+                canon, nid, None if memory or reading is not None else pages, ctx.goal.path
+            ),
+            raises=bool(raises) if canon is metric else raises is False,
+            target_bp=workload.canonical_bp(metric, ctx.goal.target),
             deadband_bp=deadband_bp,
             eligible_bytes=eligible_bytes,
             capacity_bytes=capacity_bytes,
@@ -109,11 +143,23 @@ class Member:
             enabled=ctx.enabled,
             moves=moves,
             seen_after_s=seen_after_s,
+            pages=pages,
+            cgroups=cgroups_acted_on([f.to_model() for f in ctx.scheme.filters]),
+            movable_bytes=movable_bytes,
+            reading=reading,
+            unit_bytes=unit_bytes,
         )
+
+    @property
+    def moved_class(self) -> PageClass:
+        """The class of pages it moves."""
+        return self.pages or self.goal.page_class or ANY_PAGES
 
     @property
     def available_bytes(self) -> int:
         """Memory of its class on its source node: what it could move."""
+        if self.movable_bytes is not None:
+            return self.movable_bytes
         return self.eligible_bytes.get(self.source, 0)
 
     def unseen_at_source(self, reading_s: float) -> int:
@@ -131,6 +177,8 @@ class Member:
     @property
     def reading_bp(self) -> int:
         """Its goal's value as this context measured it."""
+        if self.reading is not None:
+            return self.reading
         goal = self.goal
         return goal_value_bp(goal.metric, goal.nid, self.eligible_bytes, self.capacity_bytes)
 
@@ -183,28 +231,34 @@ def plan(members: Iterable[Member]) -> Plan:
         between_others = [
             m
             for k, g in goals.items()
-            if k != key and k.page_class == key.page_class
+            if k != key and key.page_class is not None and k.page_class == key.page_class
             for m in g
             if key.nid not in (m.source, m.dest)
         ]
-        for raises in (True, False):
+        if reader.reading is not None:
+            _gaps_of_reading(group, reader.reading, values, gap)
+        view = dict(reader.eligible_bytes)  # the one view counts them, both directions too
+        for m in between_others:  # only what surely is not seen yet: a page of a
+            # chain of hops must not count once per hop
+            view[m.dest] = view.get(m.dest, 0) + m.surely_unseen(reader.time_s)
+            later = m.unseen_at_source(reader.time_s)
+            view[m.source] = max(0, view.get(m.source, 0) - later)
+        value = reader.reading_bp
+        if reader.reading is None:
+            value = goal_value_bp(key.metric, key.nid, view, capacity)
+        for raises in (True, False) if reader.reading is None else ():
             # a direction counts its own bytes in flight, so that it does not overshoot,
             # and waits for the other's to be measured rather than undo a prediction
-            seen = dict(reader.eligible_bytes)
+            seen = dict(view)
             side = [m for m in group if m.raises is raises]
             for m in side:  # moved (or about to), not yet seen where it went
                 seen[m.dest] = seen.get(m.dest, 0) + m.inflight_bytes + m.pending_bytes
                 later = m.unseen_at_source(reader.time_s)
                 seen[m.source] = max(0, seen.get(m.source, 0) - later)
-            for m in between_others:  # only what surely is not seen yet: a page of a
-                # chain of hops must not count once per hop
-                seen[m.dest] = seen.get(m.dest, 0) + m.surely_unseen(reader.time_s)
-                later = m.unseen_at_source(reader.time_s)
-                seen[m.source] = max(0, seen.get(m.source, 0) - later)
             predicted = goal_value_bp(key.metric, key.nid, seen, capacity)
             per_bp = bytes_per_bp(key.metric, key.nid, seen, capacity)
             for m in side:
-                values[m.name] = (reader.reading_bp, predicted)
+                values[m.name] = (value, predicted)
                 gap_bp = (m.target_bp - predicted) * (1 if raises else -1)
                 if m.enabled and per_bp > 0 and gap_bp > m.deadband_bp:
                     gap[m.name] = int(gap_bp * per_bp)
@@ -213,10 +267,10 @@ def plan(members: Iterable[Member]) -> Plan:
             infeasible.append(frozenset(m.name for m in willing))
             held.update((m.name, HELD_INFEASIBLE) for m in willing)
     by_name = {m.name: m for group in goals.values() for m in group}
-    moves = [
-        Move(m.name, m.source, m.dest, m.goal.page_class)
+    moves = [  # an lru action (no destination) moves pages between no nodes
+        Move(m.name, m.source, m.dest, m.moved_class, m.cgroups)
         for name in gap
-        if name not in held and (m := by_name[name]).available_bytes > 0
+        if name not in held and (m := by_name[name]).available_bytes > 0 and m.dest >= 0
     ]
     cycles = conflicts(moves)
     for cycle in cycles:
@@ -238,6 +292,19 @@ def plan(members: Iterable[Member]) -> Plan:
             sharers=sharers if len(sharers) > 1 else (),
         )
     return Plan(shares, cycles, infeasible)
+
+
+def _gaps_of_reading(
+    group: list[Member], reading: int, values: dict[str, tuple[int, int]], gap: dict[str, int]
+) -> None:
+    """The gaps of a goal read as one value (stall), with no prediction: each context's
+    gap beyond its dead band, in bytes by its own estimate of bytes per unit."""
+    for m in group:
+        values[m.name] = (reading, reading)
+        gap_units = (m.target_bp - reading) * (1 if m.raises else -1)
+        if m.enabled and m.unit_bytes > 0 and gap_units > m.deadband_bp:
+            unseen = m.pending_bytes + sum(b for _, b in m.moves)
+            gap[m.name] = max(0, int(gap_units * m.unit_bytes) - unseen)
 
 
 def _split(

@@ -14,10 +14,11 @@ from typing import Literal
 
 from damond.config import ContextConfig, Mode
 from damond.config.context import step_floor_bp
+from damond.control import workload
 from damond.control.controller import DaemonController, default_lag_s
 from damond.control.coordinator import EPISODE_QUIET_S, Coordinator
-from damond.control.goalmetric import bytes_per_bp, goal_value_bp
-from damond.control.plan import HELD_UNREACHABLE, Member
+from damond.control.goalreading import GoalReader
+from damond.control.plan import HELD_UNMEASURED, HELD_UNREACHABLE, Member
 from damond.control.translation import (
     build_context,
     kernel_feed,
@@ -26,6 +27,7 @@ from damond.control.translation import (
 )
 from damond.model import damon as model
 from damond.model.measurement import SchemeStats, Snapshot
+from damond.model.units import BP_SCALE
 
 SETTLE_AGGREGATIONS = 10
 """Aggregations a new kdamond's regions take to settle (split and merge to the
@@ -90,6 +92,8 @@ class ContextControl:
         """The least memory a measurement tells apart (a region); None until known."""
         self._step_known = step_bytes is not None
         self._floor_told = False
+        self._reader = GoalReader()
+        self._problem_told: str | None = None
 
     @property
     def cfg(self) -> ContextConfig:
@@ -117,14 +121,16 @@ class ContextControl:
             self._started_s = snap.time_s
         if cfg.mode is Mode.DAEMON:
             return self._steer(snap, coordinator)
-        goal = cfg.goal
-        metric = goal_value_bp(goal.metric, goal.nid, snap.eligible_bytes, snap.capacity_bytes)
+        view = self._reader.read(cfg, snap)
+        metric = view.value or 0
         cap = cfg.scheme.quota.max_bytes
         if cfg.mode is Mode.KERNEL:
             fed_at_rest = resting_feed(cfg)
             if fed_at_rest is not None:
                 fed = fed_at_rest
-            elif sum(snap.eligible_bytes.values()) == 0:
+            elif view.value is None or (
+                cfg.goal.metric in workload.SHARE_METRICS and sum(snap.eligible_bytes.values()) == 0
+            ):
                 # every share is undefined; feeding 0 would send the tuner to full power
                 return Tick(metric, cap)
             else:
@@ -146,7 +152,9 @@ class ContextControl:
         """The dead band in force, and a notice the first time the configured one is
         raised to what one measurement step resolves."""
         cfg = self.cfg
-        configured = cfg.controller.deadband_bp
+        configured, unit = cfg.controller.deadband_bp, "bp"
+        if cfg.goal.metric == "some_mem_psi_us":  # that share of the target
+            configured, unit = -(-cfg.goal.target * configured // BP_SCALE), "us"
         floor = step_floor_bp(self.step_bytes or 0, per_bp)
         if floor <= configured:
             return configured, []
@@ -156,9 +164,9 @@ class ContextControl:
             notices.append(
                 Notice(
                     "info",
-                    f"dead band raised from {configured} to {floor} bp: one measurement step "
+                    f"dead band raised from {configured} to {floor} {unit}: one measurement step "
                     f"({self.step_bytes} bytes) moves {cfg.goal.metric} of node "
-                    f"{cfg.goal.nid} by {floor} bp, and a narrower band would trade regions "
+                    f"{cfg.goal.nid} by {floor} {unit}, and a narrower band would trade regions "
                     "back and forth forever",
                 )
             )
@@ -169,20 +177,34 @@ class ContextControl:
         goal = cfg.goal
         self.controller.note_applied(snap.time_s, snap.stats.sz_applied)
         self._learn_step(snap.stats)
-        per_bp = bytes_per_bp(goal.metric, goal.nid, snap.eligible_bytes, snap.capacity_bytes)
-        deadband, notices = self._deadband(per_bp)
+        view = self._reader.read(cfg, snap)
+        if view.value is None:  # nothing to steer by (yet: stall needs two readings)
+            return self._unmeasured(view.problem)
+        self._problem_told = None
+        deadband, notices = self._deadband(view.per_unit)
+        moves = self.controller.inflight_moves
+        lru = goal.metric in ("active_mem_bp", "inactive_mem_bp")
+        if view.reading is not None and not lru:  # stall shows the moves just seen in part
+            moves = tuple((t, b) for t, b in moves if t >= snap.time_s)
+        elif view.seen_at_once:  # the reading shows every move made before it
+            moves = ()
         share = coordinator.decide(
             Member.of(
                 cfg,
                 deadband_bp=deadband,
-                eligible_bytes=snap.eligible_bytes,
-                capacity_bytes=snap.capacity_bytes,
-                inflight_bytes=self.controller.inflight_bytes,
+                eligible_bytes=view.quantity,
+                capacity_bytes=view.totals,
+                inflight_bytes=sum(b for _, b in moves),
                 time_s=snap.time_s,
-                moves=self.controller.inflight_moves,
+                moves=moves,
                 seen_after_s=seen_after_s(cfg),
+                tier_by_node=coordinator.tiers.tier_by_node,
+                movable_bytes=view.movable,
+                reading=view.reading,
+                unit_bytes=view.unit_bytes,
             )
         )
+        value = workload.canonical_bp(model.GoalMetric(goal.metric), share.value_bp)
         reason = share.held_reason
         tiers = coordinator.tiers
         window_s = measurement_window_s(cfg)
@@ -196,21 +218,33 @@ class ContextControl:
                 Notice(
                     "warning",
                     f"goal unreachable: {goal.metric} of {tiers.node(goal.nid)} is "
-                    f"{share.value_bp} bp, target {goal.target_bp} bp, but "
+                    f"{value}, target {goal.target}, but "
                     f"{tiers.node(cfg.node)} has no eligible memory left to move; "
                     "holding still",
                 )
             )
         notices += self._failing_migrations(snap.stats)
-        if reason is None:
-            quota = self.controller.quota_for(share.demand_bytes, self.step_bytes or 0)
+        # an lru action leaves the eligible bytes as they were: they tell nothing of its moves
+        stale = not lru and self.controller.reading_is_stale(
+            snap.time_s, snap.eligible_bytes, snap.stats
+        )
+        if reason is None and stale:
+            quota = model.IDLE_QUOTA_BYTES  # wait for a measurement that saw the moves
+        elif reason is None:
+            step, demand = self.step_bytes or 0, share.demand_bytes
+            if view.reading is None:
+                quota = self.controller.quota_for(demand, step)
+            else:  # an estimate: its gain's share, and a step at least if it is worth one
+                part = int(demand * cfg.controller.gain)
+                quota = self.controller.quota_for(max(part, step) if demand >= step else part)
         else:
             quota = model.IDLE_QUOTA_BYTES
         coordinator.granted(cfg.name, quota if quota > model.IDLE_QUOTA_BYTES else 0)
+        self.controller.note_granted(quota)
         write = None if quota == self._quota_written else quota
         self._quota_written = quota
         return Tick(
-            share.value_bp,
+            value,
             quota,
             write_quota=write,
             acting=quota > model.IDLE_QUOTA_BYTES,
@@ -219,11 +253,28 @@ class ContextControl:
             notices=tuple(notices),
         )
 
+    def _unmeasured(self, problem: str | None) -> Tick:
+        """Idle, and held with the reason told once, while the goal cannot be measured."""
+        self._quota_written, written = model.IDLE_QUOTA_BYTES, self._quota_written
+        idle = model.IDLE_QUOTA_BYTES
+        write = None if written == idle else idle
+        if problem is None:
+            return Tick(0, idle, write_quota=write)
+        notices: tuple[Notice, ...] = ()
+        if problem != self._problem_told:
+            event = f"{self.cfg.goal.metric} cannot be measured: {problem}; holding still"
+            notices = (Notice("warning", event),)
+        self._problem_told = problem
+        return Tick(
+            0, idle, write_quota=write, held=True, held_reason=HELD_UNMEASURED, notices=notices
+        )
+
     def _failing_migrations(self, stats: SchemeStats) -> list[Notice]:
-        """Say once when the scheme tries but migrates nothing (destination full)."""
+        """Say once when the scheme tries but migrates nothing (destination full). Not
+        for a scheme with filters: the regions it tries may hold no page they allow."""
         last = self._last_stats
         self._last_stats = stats
-        if last is None:
+        if last is None or self.cfg.scheme.filters or self.cfg.scheme.target_nid is None:
             return []
         tried = stats.sz_tried - last.sz_tried
         applied = stats.sz_applied - last.sz_applied

@@ -46,5 +46,8 @@ class Tiers:
         return f"move within tier {a}"
 
     def route(self, source: int, dest: int) -> str:
-        """``node 1 (tier 1) -> node 0 (tier 0), a promotion``."""
+        """``node 1 (tier 1) -> node 0 (tier 0), a promotion``; a ``dest`` of -1 (an lru
+        action) moves pages between the LRU lists of ``source``."""
+        if dest < 0:
+            return f"{self.node(source)}, between its LRU lists"
         return f"{self.node(source)} -> {self.node(dest)}, a {self.move(source, dest)}"

@@ -2,7 +2,8 @@
 
 The mode decides the quota: ``daemon`` starts idle and damond sets the size
 quota each iteration; ``kernel`` gives the kernel a ``user_input`` goal and the
-quota as a cap; ``native`` gives it ``node_eligible_mem_bp`` to measure itself.
+quota as a cap; ``native`` gives it the goal's own metric (with its node and cgroup)
+to measure itself. The scheme's filters are the same in every mode.
 """
 
 from __future__ import annotations
@@ -10,24 +11,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from damond.config import ContextConfig, KernelFeed, Mode
+from damond.control.workload import dest
 from damond.model import damon as model
 from damond.model.units import BP_SCALE
 
 
+def _metric(ctx: ContextConfig) -> model.GoalMetric:
+    return model.GoalMetric(ctx.goal.metric)
+
+
 def _turned_around(ctx: ContextConfig) -> bool:
     """Whether the kernel is fed the complement of the metric: a scheme that lowers the
-    metric raises its complement, which is what the kernel's tuner assumes of a quota."""
+    metric raises its complement, which is what the kernel's tuner assumes of a quota
+    (a metric in basis points has one)."""
     return (
         ctx.mode is Mode.KERNEL
         and ctx.controller.kernel_feed is KernelFeed.CORRECTED
         and ctx.direction is model.Direction.LOWERS
+        and _metric(ctx).in_basis_points
     )
 
 
 def kernel_target(ctx: ContextConfig) -> int:
-    """The goal target the kernel sees in ``kernel`` and ``native`` modes (never 0: the
-    kernel skips a goal whose target is 0)."""
-    target = ctx.goal.target_bp
+    """The goal target the kernel sees in ``kernel`` and ``native`` modes, in the
+    metric's unit (never 0: the kernel skips a goal whose target is 0)."""
+    target = ctx.goal.target
     if _turned_around(ctx):
         target = BP_SCALE - target
     return max(1, target)
@@ -39,10 +47,11 @@ def fed_value(ctx: ContextConfig, metric_bp: int) -> int:
 
 
 def cannot_miss(ctx: ContextConfig) -> bool:
-    """Whether no move can be needed: a target of 10000 for a scheme that lowers the
+    """Whether no move can be needed: a target of 10000 bp for a scheme that lowers the
     metric, or 0 for one that raises it."""
-    raises = ctx.direction is model.Direction.RAISES
-    return ctx.goal.target_bp == (0 if raises else BP_SCALE)
+    if ctx.direction is model.Direction.RAISES:
+        return ctx.goal.target == 0
+    return _metric(ctx).in_basis_points and ctx.goal.target == BP_SCALE
 
 
 def goal_holds(ctx: ContextConfig, metric_bp: int) -> bool:
@@ -50,7 +59,7 @@ def goal_holds(ctx: ContextConfig, metric_bp: int) -> bool:
     within the dead band of its target or past it on the scheme's far side."""
     if cannot_miss(ctx):
         return True
-    target = ctx.goal.target_bp
+    target = ctx.goal.target
     gap = target - metric_bp if ctx.direction is model.Direction.RAISES else metric_bp - target
     return gap <= ctx.controller.deadband_bp
 
@@ -87,11 +96,9 @@ def _goals(ctx: ContextConfig, target: int) -> tuple[model.QuotaGoal, ...]:
         goal = model.QuotaGoal(model.GoalMetric.USER_INPUT, target, current_value=current)
         return (goal,)
     if ctx.mode is Mode.NATIVE:
-        return (
-            model.QuotaGoal(
-                model.GoalMetric.NODE_ELIGIBLE_MEM_BP, target_value=target, nid=ctx.goal.nid
-            ),
-        )
+        metric = _metric(ctx)
+        nid = ctx.goal.nid if metric.takes_nid else 0
+        return (model.QuotaGoal(metric, target_value=target, nid=nid, path=ctx.goal.path),)
     return ()
 
 
@@ -113,7 +120,7 @@ def build_context(
     pattern = ctx.scheme.access_pattern
     scheme = model.Scheme(
         action=model.Action(ctx.scheme.action),
-        target_nid=ctx.scheme.target_nid,
+        target_nid=dest(ctx),
         access_pattern=model.AccessPattern(
             nr_accesses_min=pattern.nr_accesses_min,
             nr_accesses_max=pattern.nr_accesses_max,
@@ -127,6 +134,7 @@ def build_context(
             goals=_goals(ctx, kernel_target(ctx) if with_targets else 0),
             goal_tuner=ctx.controller.tuner,
         ),
+        filters=tuple(f.to_model() for f in ctx.scheme.filters),
     )
     return model.Context(
         name=ctx.name,
@@ -139,4 +147,19 @@ def build_context(
         nodes=(ctx.node,),
         regions=tuple(regions),
         schemes=(scheme,),
+        memory_goal=_memory_goal(ctx, with_targets),
     )
+
+
+_SHARE_METRICS = (model.GoalMetric.NODE_TARGET_MEM_BP, model.GoalMetric.NODE_ELIGIBLE_MEM_BP)
+
+
+def _memory_goal(ctx: ContextConfig, with_targets: bool) -> model.QuotaGoal | None:
+    """The goal damond computes from the host's memory readings, in every mode (the
+    node-share metrics are measured by DAMON's own stat schemes instead)."""
+    metric = _metric(ctx)
+    if metric in _SHARE_METRICS:
+        return None
+    target = ctx.goal.target if with_targets else 0
+    nid = ctx.goal.nid if metric.takes_nid else 0
+    return model.QuotaGoal(metric, target, nid=nid, path=ctx.goal.path)

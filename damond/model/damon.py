@@ -22,7 +22,15 @@ class Operations(StrEnum):
 class Action(StrEnum):
     MIGRATE_HOT = "migrate_hot"
     MIGRATE_COLD = "migrate_cold"
+    LRU_PRIO = "lru_prio"
+    LRU_DEPRIO = "lru_deprio"
     STAT = "stat"
+
+    @property
+    def moves_lru(self) -> bool:
+        """Whether it moves pages between LRU lists (``lru_prio``: to the active list,
+        ``lru_deprio``: to the inactive one) rather than between nodes."""
+        return self in (Action.LRU_PRIO, Action.LRU_DEPRIO)
 
 
 class GoalMetric(StrEnum):
@@ -199,6 +207,10 @@ class Context:
     nodes: tuple[int, ...]
     regions: tuple[AddressRange, ...] = ()
     schemes: tuple[Scheme, ...] = ()
+    memory_goal: QuotaGoal | None = None
+    """The goal damond computes from memory readings (node, cgroup, LRU or pressure
+    metrics), whatever the mode; None for the node-share metrics. Never written to the
+    kernel: it tells the backend what each snapshot must read."""
 
 
 IDLE_QUOTA_BYTES = 1

@@ -31,6 +31,9 @@ class MemoryReadings:
     inactive_bytes: int = 0
     psi_some_total_us: int = 0
     """The system's cumulative "some" memory stall time (``/proc/pressure/memory``)."""
+    problems: tuple[str, ...] = ()
+    """What could not be read, each naming its file (a cgroup gone, PSI off); a value
+    not read is absent from its mapping, and a goal that needs it is held."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,5 @@ def mark(machine: SimMachine, t_s: float, label: str, workload: bool) -> PhaseMa
         workload=workload,
         migrated_bytes=machine.migrated_bytes,
         flows=dict(machine.flows),
-        steady_eligible={
-            name: machine.steady_eligible(s.pattern) for name, s in machine.schemes.items()
-        },
+        steady_eligible={name: machine.steady_eligible(s) for name, s in machine.schemes.items()},
     )

@@ -23,6 +23,7 @@ from damond.config.simulation import GoalEventConfig
 from damond.control.coordinator import Coordinator
 from damond.control.goalmetric import goal_value_bp
 from damond.control.tiers import Tiers
+from damond.control.workload import SHARE_METRICS
 from damond.policy.merge import FIELDS
 from damond.runtime.loop import ContextLoop
 from damond.simulation.progress import ProgressLine
@@ -33,7 +34,7 @@ from damond.simulation.record import (
     mark,
     recording_warnings,
 )
-from damond.simulation.scoring import churn_bytes, phase_overshoot, time_to_goal
+from damond.simulation.scoring import band_of, churn_bytes, phase_overshoot, time_to_goal
 
 Progress = Callable[[float, float], None]
 """Told ``(simulated seconds done, simulated seconds in all)`` now and then."""
@@ -284,11 +285,15 @@ def _context_result(
         name=ctx.name,
         goal_metric=ctx.goal.metric,
         node=ctx.goal.nid,
-        target_bp=ctx.goal.target_bp,
+        target_bp=ctx.goal.target,
         final_bp=s.value_bp[-1],
-        time_to_goal_s=time_to_goal(s.measured_points(), ctx.goal.target_bp),
+        time_to_goal_s=time_to_goal(
+            s.measured_points(), ctx.goal.target, band_of(ctx.goal.metric, ctx.goal.target)
+        ),
         overshoot_bp=phase_overshoot(
-            _measured(s), [(m.t_s, _true_value(ctx, m, machine.capacity)) for m in marks[:-1]]
+            _measured(s),
+            [(m.t_s, _true_value(ctx, m, machine.capacity)) for m in marks[:-1]],
+            band_of(ctx.goal.metric, ctx.goal.target),
         ),
         migrated_bytes=scheme.stats.sz_applied,
         pingpong_bytes=scheme.pingpong_bytes,
@@ -313,6 +318,6 @@ def _true_value(ctx: ContextConfig, at: PhaseMark, capacity: Mapping[int, int]) 
     """The goal's value on the machine's true access rates at ``at`` (None: nothing is
     eligible there), which measurements reach only once the change has aged."""
     eligible = at.steady_eligible.get(ctx.name)
-    if not eligible or not any(eligible.values()):
-        return None
+    if not eligible or not any(eligible.values()) or ctx.goal.metric not in SHARE_METRICS:
+        return None  # a memory metric is measured as it is: its first value tells its side
     return goal_value_bp(ctx.goal.metric, ctx.goal.nid, eligible, capacity)

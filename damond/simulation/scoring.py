@@ -7,6 +7,15 @@ from collections.abc import Mapping, Sequence
 
 BAND_BP = 100
 """A value within this many basis points of its target counts as on target."""
+STALL_BAND_SHARE = 0.05
+"""A stall (``some_mem_psi_us``) within this share of its target counts as on target."""
+
+
+def band_of(metric: str, target: int) -> int:
+    """The band around ``target`` that counts as on target for ``metric``."""
+    if metric == "some_mem_psi_us":
+        return max(1, round(target * STALL_BAND_SHARE))
+    return BAND_BP
 
 
 def time_to_goal(
@@ -50,8 +59,9 @@ def overshoot(
         if start_side == 0:
             if abs(error) > band:
                 start_side = 1 if error > 0 else -1
-        elif not caught_up:
-            caught_up = error * start_side > 0
+        elif not caught_up:  # a reading in the band shows no side: it may be one taken
+            # before the change was seen (the last phase's value, settled on its target)
+            caught_up = error * start_side > band
         elif error * start_side < 0:  # on the far side: it has crossed the target
             worst = max(worst, abs(error))
     return worst
