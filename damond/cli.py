@@ -282,11 +282,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"backend: {backend.name}")
     print(f"kernel: {backend.kernel_version()}")
     print("features:")
-    for name, supported in sorted(backend.features().items()):
+    features = backend.features()
+    for name, supported in sorted(features.items()):
         print(f"  {name:<24} {'yes' if supported else 'no'}")
+    print("goal metrics:")  # a kernel names a metric it computes in its features
+    for metric in sorted({c.goal.metric for c in settings.contexts}):
+        print(f"  {metric:<24} {'native' if features.get(metric) else 'computed by damond'}")
     from damond.control.describe import check_lines
 
     print(*check_lines(settings), sep="\n")
+    from damond.config.presets import preset_lines
+
+    for line in preset_lines(settings.contexts):
+        print(line)
     return EXIT_OK
 
 

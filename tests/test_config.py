@@ -113,8 +113,9 @@ goal = { nid = 0, target_bp = 6000 }
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     assert info.value.errors == [
-        "contexts[0].goal.metric: native mode needs node_eligible_mem_bp (the only metric a "
-        "kernel computes), got 'node_target_mem_bp'",
+        "contexts[0].goal.metric: native mode needs a metric the kernel computes; no kernel "
+        "has node_target_mem_bp (never merged): use node_eligible_mem_bp (Linux 7.2+), or "
+        'mode = "kernel" or "daemon"',
         "contexts[0].goal.nid: native mode needs the goal on the scheme's destination (nid=1) "
         "because the kernel's tuner assumes a larger quota raises the metric, got 0",
     ]

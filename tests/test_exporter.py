@@ -27,8 +27,8 @@ from damond.runtime.supervisor import Supervisor
 
 # docs/metrics.md: sample name -> label names.
 DESIGN_SAMPLES = {
-    "damond_goal_target_ratio": {"context", "goal_metric", "node"},
-    "damond_goal_current_ratio": {"context", "goal_metric", "node"},
+    "damond_goal_target_ratio": {"context", "goal_metric", "node", "cgroup"},
+    "damond_goal_current_ratio": {"context", "goal_metric", "node", "cgroup"},
     "damond_node_capacity_bytes": {"node"},
     "damond_node_eligible_bytes": {"context", "node"},
     "damond_quota_bytes": {"context"},

@@ -55,7 +55,59 @@ DASHBOARD_VARIABLES = {
     "$host": ".+",
     "${context}": ".+",
     "$context": ".+",
+    "${cgroup}": ".+",
+    "$cgroup": ".+",
 }
+WORKLOAD_CONFIG = """
+[[simulation.sets]]
+name = "hot"
+bytes = 30_064_771_072
+access_rate = 0.9
+cgroup = "/system.slice/db.service"
+
+[[simulation.sets]]
+name = "warm"
+bytes = 1_073_741_824
+access_rate = 0.05
+placement = 0
+
+[[simulation.sets]]
+name = "idle"
+bytes = 1_073_741_824
+access_rate = 0.0
+placement = 0
+
+[[simulation.sets]]
+name = "cold"
+bytes = 8_589_934_592
+access_rate = 0.01
+placement = 1
+
+[[contexts]]
+name = "node0"
+node = 0
+scheme = { target_nid = 1 }
+goal = { nid = 0, target_bp = 6000 }
+
+[[contexts]]
+name = "node1"
+node = 1
+scheme = { target_nid = 0 }
+goal = { nid = 1, target_bp = 4000 }
+
+[[contexts]]
+name = "db-promote"
+node = 1
+scheme = { target_nid = 0, filters = [{ type = "memcg", memcg_path = "/system.slice/db.service" }] }
+
+[contexts.goal]
+metric = "node_memcg_used_bp"
+nid = 0
+path = "/system.slice/db.service"
+target_bp = 3000
+"""
+"""The default (simulated) configuration with its hot set in a cgroup, and a workload's
+context on it beside the default two: what the per-workload panel shows."""
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -110,8 +162,9 @@ def listening(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def damond_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A running ``damond run`` with its default (simulated) configuration."""
-    with running_damond(tmp_path_factory.mktemp("damond")) as url:
+    """A running ``damond run`` with the default (simulated) configuration and a
+    workload's context (:data:`WORKLOAD_CONFIG`)."""
+    with running_damond(tmp_path_factory.mktemp("damond"), WORKLOAD_CONFIG) as url:
         wait_for("damond's /healthz", lambda: reachable(url + "/healthz"))
         yield url
 
@@ -231,12 +284,13 @@ def test_dashboard_template_variables_have_values(prometheus: Prometheus) -> Non
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     found = {}
-    for name in ("host", "context"):
+    for name in ("host", "context", "cgroup"):
         match = re.fullmatch(r"label_values\((.*), (\w+)\)", variables[name]["definition"])
         assert match, variables[name]["definition"]
         selector, label = substitute(match.group(1)), match.group(2)
         found[name] = prometheus.api(f"label/{label}/values", **{"match[]": selector})
-    assert found["context"] == ["node0", "node1"]
+    assert found["context"] == ["db-promote", "node0", "node1"]
+    assert found["cgroup"] == ["/system.slice/db.service"]
     assert len(found["host"]) == 1
 
 

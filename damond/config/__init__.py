@@ -21,6 +21,7 @@ from damond.config.errors import ConfigError
 from damond.config.fields import BasisPoints
 from damond.config.listen import is_loopback_host, parse_listen
 from damond.config.loading import environment_warnings, load_settings
+from damond.config.policy import PolicyConfig
 from damond.config.service import MetricsConfig, MqttConfig, SysfsConfig
 from damond.config.settings import DEFAULT_CONFIG_PATH, Settings, config_path
 from damond.config.simulation import (
@@ -49,6 +50,7 @@ __all__ = [
     "MiB",
     "Mode",
     "MqttConfig",
+    "PolicyConfig",
     "QuotaConfig",
     "SchemeConfig",
     "Settings",

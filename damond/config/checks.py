@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from damond.config.context import Mode, step_floor_bp
+from damond.config.context import ContextConfig, Mode, step_floor_bp
 from damond.config.listen import is_loopback_host, parse_listen
+from damond.config.presets import context_place
 from damond.config.service import MetricsConfig, MqttConfig
 from damond.config.settings import Settings
 from damond.config.simulation import SimulationConfig, scheduled_errors
 from damond.model import damon as model
+from damond.model.filtering import acts_on_cgroup
 from damond.model.units import BP_SCALE
 
 
@@ -34,7 +36,7 @@ def semantic_errors(settings: Settings) -> list[str]:
     )
     seen: dict[str, int] = {}
     for i, ctx in enumerate(settings.contexts):
-        where = f"contexts[{i}]"
+        where = context_place(i, ctx)
         if ctx.name in seen:
             errors.append(
                 f"{where}.name: duplicate context name {ctx.name!r} "
@@ -49,7 +51,7 @@ def semantic_errors(settings: Settings) -> list[str]:
                 ("scheme.target_nid", ctx.scheme.target_nid),
                 ("goal.nid", ctx.goal.nid),
             ):
-                if value not in known_nodes:
+                if value is not None and value not in known_nodes:
                     errors.append(
                         f"{where}.{field}: unknown node {value}, "
                         f"the simulated machine has nodes {nodes_text}"
@@ -64,10 +66,27 @@ def semantic_errors(settings: Settings) -> list[str]:
                 f"{where}.scheme.target_nid: must differ from the context's node "
                 f"({ctx.node}), got {ctx.scheme.target_nid}"
             )
+        elif (lru_goal := ctx.goal.metric in _LRU_METRICS) and ctx.scheme.target_nid is not None:
+            errors.append(
+                f"{where}.scheme.action: {ctx.goal.metric} is moved only by lru_prio or "
+                f"lru_deprio, not {ctx.scheme.action}: migration keeps pages on their LRU list"
+            )
+        elif ctx.scheme.target_nid is None and not lru_goal:
+            errors.append(
+                f"{where}.goal.metric: {ctx.scheme.action} moves pages between LRU lists, so "
+                f"it steers only active_mem_bp or inactive_mem_bp, not {ctx.goal.metric}"
+            )
         elif ctx.direction is None:
             errors.append(
                 f"{where}.goal.nid: must be the context's node ({ctx.node}) or the "
                 f"scheme's target_nid ({ctx.scheme.target_nid}), got {ctx.goal.nid}"
+            )
+        elif ctx.goal.path and not acts_on_cgroup(
+            [f.to_model() for f in ctx.scheme.filters], ctx.goal.path
+        ):
+            errors.append(
+                f"{where}.scheme.filters: exclude every page of the goal's cgroup "
+                f"{ctx.goal.path}, so the scheme can never move {ctx.goal.metric}"
             )
         pattern = ctx.scheme.access_pattern
         if pattern.nr_accesses_min > pattern.nr_accesses_max:
@@ -86,17 +105,14 @@ def semantic_errors(settings: Settings) -> list[str]:
                 f"({ctx.intervals.sample_us}), got {ctx.intervals.aggr_us}"
             )
         if ctx.mode is Mode.NATIVE:
-            if ctx.goal.metric != "node_eligible_mem_bp":
+            if ctx.goal.metric == "node_target_mem_bp":
                 errors.append(
-                    f"{where}.goal.metric: native mode needs node_eligible_mem_bp "
-                    f"(the only metric a kernel computes), got {ctx.goal.metric!r}"
+                    f"{where}.goal.metric: native mode needs a metric the kernel computes; "
+                    "no kernel has node_target_mem_bp (never merged): use "
+                    'node_eligible_mem_bp (Linux 7.2+), or mode = "kernel" or "daemon"'
                 )
             if ctx.direction is model.Direction.LOWERS:
-                errors.append(
-                    f"{where}.goal.nid: native mode needs the goal on the scheme's "
-                    f"destination (nid={ctx.scheme.target_nid}) because the kernel's tuner "
-                    f"assumes a larger quota raises the metric, got {ctx.goal.nid}"
-                )
+                errors.append(_native_lowers(ctx, where))
     if settings.backend == "simulated":
         errors.extend(_simulation_errors(sim))
         errors.extend(scheduled_errors(sim, [c.name for c in settings.contexts]))
@@ -108,6 +124,30 @@ def semantic_errors(settings: Settings) -> list[str]:
             f"({settings.sysfs.nr_regions_max}), got {settings.sysfs.nr_regions_min}"
         )
     return errors
+
+
+_LRU_METRICS = ("active_mem_bp", "inactive_mem_bp")
+
+
+def _native_lowers(ctx: ContextConfig, where: str) -> str:
+    """Why native mode cannot steer a goal its scheme lowers, and which goal it could."""
+    metric = model.GoalMetric(ctx.goal.metric)
+    if not metric.takes_nid:
+        dest = ctx.scheme.target_nid
+        moving = f"moving pages from node {ctx.node} to node {dest}" if dest is not None else ""
+        moving = moving or ctx.scheme.action
+        return (
+            f"{where}.goal.metric: native mode needs a goal the scheme raises, because the "
+            f"kernel's tuner assumes a larger quota raises the metric; {moving} lowers "
+            f'{metric.value}: use mode = "kernel" or "daemon"'
+        )
+    other = ctx.node if ctx.goal.nid == ctx.scheme.target_nid else ctx.scheme.target_nid
+    side = "source" if other == ctx.node else "destination"
+    return (
+        f"{where}.goal.nid: native mode needs the goal on the scheme's {side} (nid={other}) "
+        f"because the kernel's tuner assumes a larger quota raises the metric, got "
+        f"{ctx.goal.nid}"
+    )
 
 
 def deadband_notes(settings: Settings) -> list[str]:
@@ -123,7 +163,9 @@ def deadband_notes(settings: Settings) -> list[str]:
     notes = []
     for i, ctx in enumerate(settings.contexts):
         nid = ctx.goal.nid
-        if ctx.goal.metric == "node_target_mem_bp":
+        if ctx.goal.metric in ("some_mem_psi_us", "active_mem_bp", "inactive_mem_bp"):
+            continue  # not a share of a node: no step of it is known before running
+        if ctx.goal.metric != "node_eligible_mem_bp":  # a share of the node's memory
             floor = step_floor_bp(sim.chunk_bytes, capacity.get(nid, 0) / BP_SCALE)
             of = f"node {nid}'s {capacity.get(nid, 0)} bytes"
         else:  # a share of the eligible memory, which is at most all the memory

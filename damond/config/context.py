@@ -6,9 +6,11 @@ import math
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from damond.config.actions import ActionName, target_nid_error
+from damond.config.actions import direction as scheme_direction
 from damond.config.fields import (
     NAME_RE,
     AnyCase,
@@ -169,11 +171,13 @@ class FilterConfig(_Strict):
 
 
 class SchemeConfig(_Strict):
-    action: Annotated[Literal["migrate_hot", "migrate_cold"], AnyCase] = "migrate_hot"
+    action: Annotated[ActionName, AnyCase] = "migrate_hot"
     """The DAMOS action: ``migrate_hot`` moves the hottest pages first, ``migrate_cold``
-    the coldest."""
-    target_nid: NonNegativeInt
-    """The node the scheme moves pages to; not the context's own node."""
+    the coldest; ``lru_prio`` (``lru_deprio``) moves pages to the active (inactive) LRU
+    list on their node, for an ``active_mem_bp`` or ``inactive_mem_bp`` goal."""
+    target_nid: NonNegativeInt | None = None
+    """The node the scheme moves pages to; not the context's own node. Required by the
+    migrate actions, not taken by the lru ones."""
     access_pattern: AccessPatternConfig = AccessPatternConfig()
     """Which regions the scheme acts on."""
     quota: QuotaConfig = QuotaConfig()
@@ -181,6 +185,13 @@ class SchemeConfig(_Strict):
     filters: tuple[FilterConfig, ...] = ()
     """DAMOS filters, in order: which pages of the matching regions the scheme may act
     on (a ``memcg`` filter keeps it to one workload's pages)."""
+
+    @model_validator(mode="after")
+    def _target_of_action(self) -> SchemeConfig:
+        error = target_nid_error(self.action, self.target_nid)
+        if error is not None:
+            raise error
+        return self
 
 
 GoalMetricName = Literal[
@@ -330,6 +341,13 @@ class ContextConfig(_Strict):
     """The share of hot memory the context steers to."""
     controller: ControllerConfig = ControllerConfig()
     """How damond's controller moves towards the goal."""
+    _preset: str | None = PrivateAttr(default=None)
+
+    @property
+    def preset(self) -> str | None:
+        """The preset entry this context was expanded from (``damond.config.presets``),
+        None for a context written out."""
+        return self._preset
 
     @field_validator("name")
     @classmethod
@@ -345,12 +363,10 @@ class ContextConfig(_Strict):
 
     @property
     def direction(self) -> model.Direction | None:
-        """How this context's scheme moves its goal metric, None if it cannot."""
-        if self.goal.nid == self.scheme.target_nid:
-            return model.Direction.RAISES
-        if self.goal.nid == self.node:
-            return model.Direction.LOWERS
-        return None
+        """How this context's scheme moves its goal metric, None if it cannot
+        (:func:`damond.config.actions.direction`)."""
+        scheme, goal = self.scheme, self.goal
+        return scheme_direction(scheme.action, self.node, scheme.target_nid, goal.metric, goal.nid)
 
 
 def seed_contexts() -> tuple[ContextConfig, ...]:

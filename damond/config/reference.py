@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from damond.config.environment import NESTED, PREFIX
+from damond.config.presets import MtierPresetConfig
 from damond.config.settings import Settings
 
 COMMAND = "python -m damond.config.reference > docs/configuration.md"
@@ -173,6 +174,10 @@ def render() -> str:
         if header.startswith("[["):
             out.append("From the environment, the whole list is set as JSON in its variable.\n")
         out.append("\n".join(_table(model, env_prefix)) + "\n")
+    out.append("## [[contexts]] with `preset`\n")
+    doc = " ".join((MtierPresetConfig.__doc__ or "").split())
+    out.append(_ROLE.sub(r"`\1`", doc).replace("``", "`") + "\n")
+    out.append("\n".join(_table(MtierPresetConfig, None)) + "\n")
     return "\n".join(out)
 
 

@@ -196,6 +196,9 @@ class SysfsConfig(_Strict):
     """Where the DAMON modules' parameters are (to find one that holds DAMON)."""
     proc_root: Path = Path("/proc")
     """procfs: kernel release, boot id and ``vmstat``."""
+    cgroup_root: Path | None = None
+    """The cgroup v2 mount, whose ``memory.numa_stat`` files the ``node_memcg_*`` goals
+    are computed from; unset: the ``cgroup2`` mount in ``/proc/self/mounts``."""
     spare_kdamonds: NonNegativeInt = 1
     """Idle kdamonds staged beside the contexts' own, for contexts added by a reload
     (``nr_kdamonds`` cannot grow while any kdamond runs)."""

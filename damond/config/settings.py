@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidatorFunctionWrapHandler, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -23,6 +23,8 @@ from damond.config.context import ContextConfig, seed_contexts
 from damond.config.environment import NESTED, PREFIX, setting_variables
 from damond.config.errors import ConfigError
 from damond.config.fields import AnyCase, PositiveFloat
+from damond.config.policy import PolicyConfig
+from damond.config.presets import expand_contexts
 from damond.config.service import MetricsConfig, MqttConfig, SysfsConfig
 from damond.config.simulation import SimulationConfig
 
@@ -76,13 +78,21 @@ class Settings(BaseSettings):
     """The Prometheus endpoint."""
     mqtt: MqttConfig = MqttConfig()
     """The policy channel (remote targets and quotas over MQTT)."""
+    policy: PolicyConfig = PolicyConfig()
+    """What remote policies may do beyond retuning the configured contexts."""
     simulation: SimulationConfig = SimulationConfig()
     """The simulated machine of ``backend = "simulated"`` and ``damond simulate``."""
     sysfs: SysfsConfig = SysfsConfig()
     """The real DAMON backend (``backend = "sysfs"``)."""
     contexts: tuple[ContextConfig, ...] = Field(default_factory=seed_contexts)
     """The DAMON contexts damond steers, one kdamond each; at least one. The default is
-    the two-context scenario on the simulated machine described in the README."""
+    the two-context scenario on the simulated machine described in the README. An entry
+    with ``preset`` stands for a recipe's contexts (see the preset entry below)."""
+
+    @field_validator("contexts", mode="wrap")
+    @classmethod
+    def _expand_presets(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return expand_contexts(value, handler)
 
     @classmethod
     def settings_customise_sources(

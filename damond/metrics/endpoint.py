@@ -48,6 +48,7 @@ from damond.control.status import ContextStatus, silent_contexts
 from damond.metrics.auth import BasicAuth, Verdict
 from damond.metrics.connections import ConnectionGuard, Handler
 from damond.metrics.exporter import DaemonMetrics, StatusCollector
+from damond.metrics.goals import GoalSource, no_goals
 from damond.metrics.statusdoc import TargetSource, config_only, status_document
 from damond.metrics.webconfig import WebConfig, WebConfigError, load_web_config, server_ssl_context
 
@@ -116,11 +117,13 @@ class MetricsEndpoint:
         statuses: Statuses,
         interval_s: float,
         target_source: TargetSource = config_only,
+        goals: GoalSource = no_goals,
     ) -> None:
         self.cfg = cfg
         self.statuses = statuses
         self.interval_s = interval_s
         self.target_source = target_source
+        self.goals = goals
         self.host, self.port = parse_listen(cfg.listen)
         self.log = structlog.get_logger("damond.metrics").bind(listen=cfg.listen)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -256,7 +259,7 @@ class MetricsEndpoint:
         return web.json_response(body, status=503 if stale else 200)
 
     async def _status(self, _: web.Request) -> web.Response:
-        document = status_document(self.statuses(), self.target_source)
+        document = status_document(self.statuses(), self.target_source, self.goals)
         return web.Response(
             text=json.dumps(document, indent=1) + "\n", content_type="application/json"
         )

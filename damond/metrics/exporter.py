@@ -28,6 +28,7 @@ from prometheus_client.core import Metric
 from damond.backend.base import Backend
 from damond.control.status import ContextStatus
 from damond.metrics.families import FAMILIES
+from damond.metrics.goals import GoalSource, no_goals, shown_goal
 from damond.metrics.rows import Scrape
 from damond.metrics.state import ITERATION_BUCKETS_S, ContextSeries, HostState
 
@@ -35,9 +36,11 @@ __all__ = ["ITERATION_BUCKETS_S", "DaemonMetrics", "StatusCollector"]
 
 
 class DaemonMetrics:
-    def __init__(self, backend: Backend, mqtt_enabled: bool) -> None:
+    def __init__(self, backend: Backend, mqtt_enabled: bool, goals: GoalSource = no_goals) -> None:
         self._host = HostState(backend, mqtt_enabled)
         self._series: dict[str, ContextSeries] = {}
+        self._goals = goals
+        """The goals in force (labels and targets in their own unit), by context."""
 
     # -- the iteration observer -------------------------------------------------
 
@@ -67,7 +70,8 @@ class DaemonMetrics:
         for name in [n for n in self._series if n not in statuses]:
             del self._series[name]
         contexts = [(status, self._series_of(name)) for name, status in statuses.items()]
-        scrape = Scrape(self._host, contexts)
+        goals = [shown_goal(status, self._goals(name)) for name, status in statuses.items()]
+        scrape = Scrape(self._host, contexts, goals)
         return [metric for family in FAMILIES for metric in family.collect(scrape)]
 
     def render(self, statuses: Mapping[str, ContextStatus]) -> bytes:

@@ -18,22 +18,26 @@ from damond.metrics.rows import (
     Contexts,
     CounterFamilies,
     Family,
+    GoalFamily,
     HostFamily,
     Sample,
 )
 from damond.metrics.state import ITERATION_BUCKETS_S, HostState
 from damond.model.units import BP_SCALE
 
-BY_CONTEXT = ContextLabels(("context",), lambda status: (status.name,))
+BY_CONTEXT = ContextLabels(("context",), lambda status, _: (status.name,))
 BY_HOLD = ContextLabels(
     ("context", "reason"),
-    lambda status: (status.name, (status.held_reason or "unspecified") if status.held else ""),
+    lambda status, _: (status.name, (status.held_reason or "unspecified") if status.held else ""),
 )
 """A context held still carries why in ``reason``; one acting has an empty reason."""
 BY_GOAL = ContextLabels(
-    ("context", "goal_metric", "node"),
-    lambda status: (status.name, status.goal_metric, status.goal_node),
+    ("context", "goal_metric", "node", "cgroup"),
+    lambda status, goal: (status.name, goal.metric, goal.node_label, goal.cgroup),
 )
+"""A goal's metric, node (empty for a metric of no node) and cgroup (empty but for the
+``node_memcg_*`` metrics): what a dashboard tells workloads apart by."""
+US_PER_S = 1_000_000
 
 
 def _build_info(host: HostState, _: Contexts) -> list[Sample]:
@@ -102,19 +106,38 @@ FAMILIES: tuple[Family, ...] = (
         _node_capacity,
     ),
     # -- the contexts -----------------------------------------------------------
-    ContextFamily(
+    GoalFamily(
         "damond_goal_target_ratio",
         "gauge",
         "The goal's target value as a ratio (basis points / 10000).",
         BY_GOAL,
-        lambda status, _: status.target_bp / BP_SCALE,
+        True,
+        lambda _, goal: goal.target / BP_SCALE,
     ),
-    ContextFamily(
+    GoalFamily(
         "damond_goal_current_ratio",
         "gauge",
         "The goal metric's last measured value as a ratio (basis points / 10000).",
         BY_GOAL,
+        True,
         lambda status, _: None if status.metric_bp is None else status.metric_bp / BP_SCALE,
+    ),
+    GoalFamily(
+        "damond_goal_target_seconds",
+        "gauge",
+        "The target of a stall goal (some_mem_psi_us): seconds of memory stall per "
+        "quota reset interval.",
+        BY_GOAL,
+        False,
+        lambda _, goal: goal.target / US_PER_S,
+    ),
+    GoalFamily(
+        "damond_goal_current_seconds",
+        "gauge",
+        "A stall goal's last measured value: seconds of memory stall per quota reset interval.",
+        BY_GOAL,
+        False,
+        lambda status, _: None if status.metric_bp is None else status.metric_bp / US_PER_S,
     ),
     ContextNodeFamily(
         "damond_node_eligible_bytes",

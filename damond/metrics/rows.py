@@ -16,6 +16,7 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample as PromSample
 
 from damond.control.status import ContextStatus
+from damond.metrics.goals import ShownGoal
 from damond.metrics.state import ContextSeries, HostState, Value
 
 Kind = Literal["gauge", "counter", "histogram"]
@@ -30,15 +31,17 @@ class ContextLabels:
     """A label set of per-context families: the names, and their values for a context."""
 
     names: tuple[str, ...]
-    values: Callable[[ContextStatus], LabelValues]
+    values: Callable[[ContextStatus, ShownGoal], LabelValues]
 
 
 @dataclass(slots=True)
 class Scrape:
-    """One scrape's inputs: the host, and the contexts in order with their series."""
+    """One scrape's inputs: the host, and the contexts in order with their series and
+    their goals in force."""
 
     host: HostState
     contexts: Contexts
+    goals: Sequence[ShownGoal]
     _labels: dict[ContextLabels, list[dict[str, str]]] = field(default_factory=dict)
 
     def labels(self, labels: ContextLabels) -> list[dict[str, str]]:
@@ -47,8 +50,8 @@ class Scrape:
         if found is None:
             names = labels.names
             found = self._labels[labels] = [
-                dict(zip(names, map(str, labels.values(status)), strict=True))
-                for status, _ in self.contexts
+                dict(zip(names, map(str, labels.values(status, goal)), strict=True))
+                for (status, _), goal in zip(self.contexts, self.goals, strict=True)
             ]
         return found
 
@@ -130,6 +133,32 @@ class ContextFamily:
                 scrape.labels(self.labels), scrape.contexts, strict=True
             )
             if (v := value(status, series)) is not None
+        ]
+        yield metric
+
+
+@dataclass(frozen=True, slots=True)
+class GoalFamily:
+    """One sample per context whose goal is in the family's unit (basis points or
+    not), or none where ``value`` gives None."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: ContextLabels
+    in_basis_points: bool
+    value: Callable[[ContextStatus, ShownGoal], Value | None]
+
+    def collect(self, scrape: Scrape) -> Iterator[Metric]:
+        metric, sample_name = _family(self.name, self.kind, self.help)
+        value = self.value
+        metric.samples = [
+            PromSample(sample_name, labels, v)
+            for labels, (status, _), goal in zip(
+                scrape.labels(self.labels), scrape.contexts, scrape.goals, strict=True
+            )
+            if goal.in_basis_points == self.in_basis_points
+            and (v := value(status, goal)) is not None
         ]
         yield metric
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from damond.control.status import ContextStatus
+from damond.metrics.goals import GoalSource, no_goals, shown_goal
 
 
 @dataclass(frozen=True)
@@ -37,22 +38,30 @@ def config_only(_: str) -> TargetLayer:
 
 
 def status_document(
-    statuses: Mapping[str, ContextStatus], target_source: TargetSource
+    statuses: Mapping[str, ContextStatus],
+    target_source: TargetSource,
+    goals: GoalSource = no_goals,
 ) -> dict[str, Any]:
-    """The JSON body of ``/status``."""
+    """The JSON body of ``/status``; a goal's target and value are in basis points
+    (``*_bp``) or, for stall, in microseconds (``*_us``), the other null."""
     now = time.monotonic()
     contexts = []
     for name, st in statuses.items():
         source = target_source(name)
+        goal = shown_goal(st, goals(name))
+        bp = goal.in_basis_points
         last = st.last_iteration_monotonic
         contexts.append(
             {
                 "name": name,
-                "goal_metric": st.goal_metric,
-                "node": st.goal_node,
-                "target_bp": st.target_bp,
+                "goal_metric": goal.metric,
+                "node": goal.node,
+                "cgroup": goal.cgroup or None,
+                "target_bp": goal.target if bp else None,
+                "target_us": None if bp else goal.target,
                 "target_set_by": {"layer": source.layer, "generation": source.generation},
-                "metric_bp": st.metric_bp,
+                "metric_bp": st.metric_bp if bp else None,
+                "metric_us": None if bp else st.metric_bp,
                 "quota_bytes": st.quota_bytes,
                 "up": st.up,
                 "held": st.held,
@@ -68,18 +77,31 @@ def status_document(
 
 COLUMNS = (
     ("CONTEXT", lambda c: c["name"]),
-    ("GOAL", lambda c: f"{c['goal_metric']}@{c['node']}"),
-    ("TARGET", lambda c: _bp(c["target_bp"])),
+    ("GOAL", lambda c: _goal(c)),
+    ("TARGET", lambda c: _value(c, "target")),
     ("SET BY", lambda c: _layer(c["target_set_by"])),
-    ("METRIC", lambda c: _bp(c["metric_bp"])),
+    ("METRIC", lambda c: _value(c, "metric")),
     ("QUOTA", lambda c: _bytes(c["quota_bytes"])),
     ("ITER", lambda c: str(c["iterations"])),
     ("STATE", lambda c: _state(c)),
 )
 
 
-def _bp(value: int | None) -> str:
-    return "-" if value is None else f"{value} bp"
+def _goal(context: Mapping[str, Any]) -> str:
+    """``metric@node`` (a metric of no node alone), then the cgroup of a cgroup's goal."""
+    node = context.get("node")
+    text = str(context["goal_metric"]) + ("" if node is None else f"@{node}")
+    cgroup = context.get("cgroup")
+    return text if not cgroup else f"{text} {cgroup}"
+
+
+def _value(context: Mapping[str, Any], field: str) -> str:
+    """A target or value in its unit: ``field_bp`` or ``field_us``."""
+    for unit in ("bp", "us"):
+        value = context.get(f"{field}_{unit}")
+        if value is not None:
+            return f"{value} {unit}"
+    return "-"
 
 
 def _layer(source: Mapping[str, Any]) -> str:

@@ -7,18 +7,26 @@ contexts the policies are merged onto, so a reload rebases them here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from damond.config import ContextConfig
+from damond.control.status import ContextStatus
 from damond.policy.decision import Candidate, Screened, Verdict, decide, screen
 from damond.policy.document import PolicyError, Scope
-from damond.policy.merge import CapacityOf, Policies, effective_contexts, effective_view
+from damond.policy.merge import (
+    CapacityOf,
+    Policies,
+    added_by,
+    effective_contexts,
+    effective_view,
+)
 from damond.policy.observer import PolicyMetrics
 from damond.policy.store import PolicyStore
+from damond.policy.workloads import HostLimits
 
 log = structlog.get_logger("damond.policy")
 
@@ -35,8 +43,10 @@ class PolicyApplier:
         keys: Sequence[Ed25519PublicKey],
         max_payload_bytes: int,
         metrics: PolicyMetrics,
+        limits: HostLimits,
     ) -> None:
         self._store = store
+        self._limits = limits
         self._base = list(base_contexts)
         self._apply_contexts = apply_contexts
         self._capacity_of = capacity_of
@@ -47,11 +57,38 @@ class PolicyApplier:
     def rebase(self, base: Sequence[ContextConfig]) -> list[ContextConfig]:
         """Take ``base`` as the configured contexts (a reload); returns the ones to run."""
         self._base = list(base)
+        added = added_by((), self._store.policies)
+        shadowed = sorted(name for name in added if name in {ctx.name for ctx in base})
+        if shadowed:
+            log.warning(
+                "the configuration now defines contexts a policy adds; the file's run",
+                contexts=shadowed,
+            )
         return self.running()
 
     def running(self) -> list[ContextConfig]:
         """The contexts to run: the configured ones under the accepted policies."""
         return effective_contexts(self._base, self._store.policies)
+
+    def summary(self, statuses: Mapping[str, ContextStatus]) -> dict[str, dict[str, Any]]:
+        """How each context is doing, as the state report shows it; a stall goal's
+        value and target in microseconds."""
+        goals = {ctx.name: ctx.goal for ctx in self.running()}
+        summary = {}
+        for name, status in statuses.items():
+            stall_us = None if (goal := goals.get(name)) is None else goal.target_us
+            values = (
+                {"metric_bp": status.metric_bp, "target_bp": status.target_bp}
+                if stall_us is None
+                else {"metric_us": status.metric_bp, "target_us": stall_us}
+            )
+            summary[name] = {
+                **values,
+                "quota_bytes": status.quota_bytes,
+                "up": status.up,
+                "iterations": status.iterations,
+            }
+        return summary
 
     def effective(self) -> dict[str, dict[str, Any]]:
         """The policy fields in force, as acks and state reports show them."""
@@ -64,6 +101,8 @@ class PolicyApplier:
             payload,
             address=self._store.address,
             base=self._base,
+            policies=self._store.policies,
+            limits=self._limits,
             keys=self._keys,
             capacity_of=self._capacity_of,
             max_bytes=self._max_payload_bytes,
@@ -77,6 +116,7 @@ class PolicyApplier:
             policies=self._store.policies,
             high_water=self._store.high_water.get(self._store.scope_key(scope), message.signer),
             base=self._base,
+            limits=self._limits,
             capacity_of=self._capacity_of,
         )
         if verdict.candidate is None:

@@ -41,6 +41,7 @@ from damond.policy.session import (
     taken_over,
 )
 from damond.policy.store import PolicyStore
+from damond.policy.workloads import HostLimits
 
 OFFLINE_PUBLISH_TIMEOUT_S = 2.0
 MAX_ACK_ID = 128
@@ -71,6 +72,7 @@ class PolicyChannel:
         keys: Sequence[Ed25519PublicKey] = (),
         metrics: PolicyMetrics | None = None,
         rng: random.Random | None = None,
+        limits: HostLimits | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -83,6 +85,7 @@ class PolicyChannel:
             keys,
             cfg.max_payload_bytes,
             self.metrics,
+            limits or HostLimits(),
         )
         self._statuses = statuses
         self._rng = rng or random.Random()
@@ -352,16 +355,7 @@ class PolicyChannel:
 
     def state_report(self) -> dict[str, Any]:
         """What ``.../state`` carries: the policy in force and how each context is doing."""
-        summary = {
-            name: {
-                "metric_bp": status.metric_bp,
-                "target_bp": status.target_bp,
-                "quota_bytes": status.quota_bytes,
-                "up": status.up,
-                "iterations": status.iterations,
-            }
-            for name, status in self._statuses().items()
-        }
+        summary = self._applier.summary(self._statuses())
         return {
             "host": self.cfg.host_id,
             "group": self.cfg.group,

@@ -30,8 +30,15 @@ from damond.policy.document import (
     parse_object,
     validate_document,
 )
-from damond.policy.merge import CapacityOf, Policies, fit_errors, with_policy
+from damond.policy.merge import (
+    CapacityOf,
+    Policies,
+    effective_contexts,
+    fit_errors,
+    with_policy,
+)
 from damond.policy.signing import signer_of
+from damond.policy.workloads import HostLimits, workload_errors
 
 BINDS = "the signature binds the document to where it applies"
 
@@ -85,12 +92,15 @@ def screen(
     *,
     address: Address,
     base: Sequence[ContextConfig],
+    policies: Policies,
+    limits: HostLimits,
     keys: Sequence[Ed25519PublicKey],
     capacity_of: CapacityOf,
     max_bytes: int,
 ) -> Screened | Verdict:
     """Parse, then the signature (before any value, so that an unsigned document draws
-    one error however many values it has), then schema, address and fit."""
+    one error however many values it has), then schema, address and fit (to the
+    contexts as the accepted ``policies`` and this document would make them)."""
     try:
         raw = parse_object(payload, max_bytes)
     except PolicyRejected as exc:
@@ -102,7 +112,9 @@ def screen(
     try:
         parsed = validate_document(raw)
     except PolicyRejected as exc:
-        errors = [*exc.errors, *fit_errors(raw, base, capacity_of)]
+        others = {s: p for s, p in policies.items() if s is not scope}
+        known = effective_contexts(base, others)
+        errors = [*exc.errors, *fit_errors(raw, known, capacity_of)]
         return Verdict(exc.policy_id, exc.generation, "rejected", errors)
     doc = parsed.document
     if keys and doc.scope is None:
@@ -112,7 +124,7 @@ def screen(
                 PolicyError("target", f"required in a signed {scope.value} policy: {BINDS}")
             )
     errors += address_errors(doc, scope, address)
-    errors += fit_errors(raw, base, capacity_of)
+    errors += _fit(scope, parsed, policies, base, limits, capacity_of)
     if errors:
         return Verdict(doc.id, doc.generation, "rejected", errors)
     return Screened(parsed, signer)
@@ -125,6 +137,7 @@ def decide(
     policies: Policies,
     high_water: int | None,
     base: Sequence[ContextConfig],
+    limits: HostLimits,
     capacity_of: CapacityOf,
 ) -> Verdict:
     """Check a screened message against the accepted ``policies``, the highest
@@ -152,8 +165,24 @@ def decide(
             f"this signer has had applied here, got {doc.generation}",
         )
         return Verdict(doc.id, doc.generation, "stale", [note])
-    errors = fit_errors(message.parsed.raw, base, capacity_of)
+    errors = _fit(scope, message.parsed, policies, base, limits, capacity_of)
     if errors:
         return Verdict(doc.id, doc.generation, "rejected", errors)
     candidate = Candidate(doc, message.signer, with_policy(policies, scope, message.parsed))
     return Verdict(doc.id, doc.generation, "applied", candidate=candidate)
+
+
+def _fit(
+    scope: Scope,
+    parsed: ParsedPolicy,
+    policies: Policies,
+    base: Sequence[ContextConfig],
+    limits: HostLimits,
+    capacity_of: CapacityOf,
+) -> list[PolicyError]:
+    """The contexts ``parsed`` adds and removes, then its changes to the contexts that
+    would run with it."""
+    doc = parsed.document
+    errors = workload_errors(doc, scope, policies, base, limits, capacity_of)
+    known = effective_contexts(base, with_policy(policies, scope, parsed))
+    return [*errors, *fit_errors(parsed.raw, known, capacity_of)]

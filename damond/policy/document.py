@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from damond.config.fields import BasisPoints
+from damond.config import ContextConfig
+from damond.config.fields import BasisPoints, NonNegativeInt
 from damond.config.wording import describe_error, format_loc
 
 MAX_GENERATION = 2**63 - 1
@@ -67,6 +68,8 @@ class ContextPolicy(_Doc):
     """The fields of one context an operator may change; unset ones are left alone."""
 
     target_bp: BasisPoints | None = None
+    target_us: NonNegativeInt | None = None
+    """The target of a ``some_mem_psi_us`` goal, microseconds (it has no ``target_bp``)."""
     quota_max_bytes: Annotated[int, Field(ge=1, le=MAX_GENERATION)] | None = None
     enabled: bool | None = None
 
@@ -81,6 +84,13 @@ class PolicyDocument(_Doc):
     contexts: dict[Annotated[str, Field(max_length=63)], ContextPolicy] = Field(
         default_factory=dict
     )
+    add_contexts: Annotated[list[ContextConfig], Field(max_length=64)] = Field(default_factory=list)
+    """Whole contexts to run while the document is in force, as ``[[contexts]]`` entries
+    of the configuration file; only within the host's ``[policy]`` limits."""
+    remove_contexts: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=63)]], Field(max_length=64)
+    ] = Field(default_factory=list)
+    """Names of contexts a less specific scope's policy added, not to run here."""
     signature: Annotated[str, Field(max_length=256)] | None = None
     """Base64 Ed25519 signature over :func:`canonical_bytes` of the document."""
 
@@ -239,15 +249,37 @@ def parse_object(payload: bytes, max_bytes: int) -> dict[str, Any]:
     return raw
 
 
+_NEW_CONTEXTS: TypeAdapter[list[ContextConfig]] = TypeAdapter(list[ContextConfig])
+
+
+def _new_context_errors(raw: Mapping[str, Any]) -> list[PolicyError]:
+    """``add_contexts`` as strictly as the rest of the document (``"1"`` is no number),
+    with the configuration's own messages: the configuration schema is lax, as TOML
+    has types of its own."""
+    entries = raw.get("add_contexts")
+    if not isinstance(entries, list):
+        return []  # the document's schema reports it
+    try:
+        _NEW_CONTEXTS.validate_json(json.dumps(entries), strict=True)
+    except ValidationError as exc:
+        return [PolicyError(_loc(["add_contexts", *e["loc"]]), _describe(e)) for e in exc.errors()]
+    return []
+
+
 def validate_document(raw: Mapping[str, Any]) -> ParsedPolicy:
     """Check a parsed object against the schema; raise PolicyRejected with every error."""
     policy_id, generation = identity(raw)
+    strict = _new_context_errors(raw)
     try:
         document = PolicyDocument.model_validate(raw)
     except ValidationError as exc:
         errors = [PolicyError(_loc(e["loc"]), _describe(e)) for e in exc.errors()]
-        unique = list(dict.fromkeys(errors))
+        if strict:  # they say it all about add_contexts
+            errors = [e for e in errors if not e.loc.startswith("add_contexts[")]
+        unique = list(dict.fromkeys([*errors, *strict]))
         raise PolicyRejected(unique, policy_id, generation, raw) from None
+    if strict:
+        raise PolicyRejected(strict, policy_id, generation, raw)
     return ParsedPolicy(document, raw)
 
 

@@ -46,6 +46,12 @@ class PolicyField:
     path: str
     """Dotted path of the value in :class:`ContextConfig`."""
     fits: FitCheck | None = None
+    of: Callable[[ContextConfig], str | None] | None = None
+    """Why a context has no such field (None when it has): a goal's target is in basis
+    points or in microseconds, by its metric."""
+
+    def has(self, ctx: ContextConfig) -> bool:
+        return self.of is None or self.of(ctx) is None
 
     def read(self, ctx: ContextConfig) -> object:
         """The value in force in ``ctx``."""
@@ -70,8 +76,21 @@ def _within_node_capacity(ctx: ContextConfig, value: object, capacity_of: Capaci
     return quota_capacity_error(ctx.node, capacity_of(ctx.node), value)
 
 
+def _target_in_bp(ctx: ContextConfig) -> str | None:
+    if ctx.goal.metric == "some_mem_psi_us":
+        return "some_mem_psi_us takes target_us, not target_bp"
+    return None
+
+
+def _target_in_us(ctx: ContextConfig) -> str | None:
+    if ctx.goal.metric != "some_mem_psi_us":
+        return f"only some_mem_psi_us takes it, not {ctx.goal.metric}"
+    return None
+
+
 FIELDS = (
-    PolicyField("target_bp", "goal.target_bp"),
+    PolicyField("target_bp", "goal.target_bp", of=_target_in_bp),
+    PolicyField("target_us", "goal.target_us", of=_target_in_us),
     PolicyField("quota_max_bytes", "scheme.quota.max_bytes", _within_node_capacity),
     PolicyField("enabled", "enabled"),
 )
@@ -90,10 +109,38 @@ def with_policy(
 
 
 def effective_contexts(base: Sequence[ContextConfig], policies: Policies) -> list[ContextConfig]:
-    """The contexts to run: the configured ones under the accepted policies, host
-    over group over fleet, per field."""
-    layers = [policies[s].document.contexts for s in SCOPES_BY_PRECEDENCE if s in policies]
-    return apply_layers(base, layers)
+    """The contexts to run: the configured ones, then those the policies add, under the
+    accepted policies' changes, host over group over fleet, per field."""
+    scopes = [s for s in SCOPES_BY_PRECEDENCE if s in policies]
+    layers = [policies[s].document.contexts for s in scopes]
+    added = [
+        _apply(ctx, layers[scopes.index(scope) :])  # from the scope that adds it on
+        for ctx, scope in _added(base, policies).values()
+    ]
+    return [*apply_layers(base, layers), *added]
+
+
+def added_by(base: Sequence[ContextConfig], policies: Policies) -> dict[str, Scope]:
+    """The contexts the policies add (and no more specific one removes), by the scope
+    that adds them; a configured context of the same name wins over a policy's."""
+    return {name: scope for name, (_, scope) in _added(base, policies).items()}
+
+
+def _added(
+    base: Sequence[ContextConfig], policies: Policies
+) -> dict[str, tuple[ContextConfig, Scope]]:
+    configured = {ctx.name for ctx in base}
+    added: dict[str, tuple[ContextConfig, Scope]] = {}
+    for scope in SCOPES_BY_PRECEDENCE:
+        parsed = policies.get(scope)
+        if parsed is None:
+            continue
+        for name in parsed.document.remove_contexts:
+            added.pop(name, None)
+        for ctx in parsed.document.add_contexts:
+            if ctx.name not in configured:
+                added[ctx.name] = (ctx, scope)
+    return added
 
 
 def apply_layers(base: Sequence[ContextConfig], layers: Sequence[Layer]) -> list[ContextConfig]:
@@ -103,23 +150,26 @@ def apply_layers(base: Sequence[ContextConfig], layers: Sequence[Layer]) -> list
 
 
 def _apply(ctx: ContextConfig, layers: Sequence[Layer]) -> ContextConfig:
+    """``ctx`` under ``layers``; a field the context lacks (a target in the other unit,
+    after a reload changed the goal's metric) is left alone."""
     changes = [change for layer in layers if (change := layer.get(ctx.name)) is not None]
     for f in FIELDS:
         chosen = [value for change in changes if (value := getattr(change, f.name)) is not None]
-        if chosen and chosen[-1] != f.read(ctx):
+        if chosen and f.has(ctx) and chosen[-1] != f.read(ctx):
             ctx = f.write(ctx, chosen[-1])
     return ctx
 
 
 def effective_view(contexts: Sequence[ContextConfig]) -> dict[str, dict[str, Any]]:
     """The policy fields of each context as acks and the state report show them."""
-    return {ctx.name: {f.name: f.read(ctx) for f in FIELDS} for ctx in contexts}
+    return {ctx.name: {f.name: f.read(ctx) for f in FIELDS if f.has(ctx)} for ctx in contexts}
 
 
 def fit_errors(
-    raw: Mapping[str, Any], base: Sequence[ContextConfig], capacity_of: CapacityOf
+    raw: Mapping[str, Any], known: Sequence[ContextConfig], capacity_of: CapacityOf
 ) -> list[PolicyError]:
-    """Why the document ``raw`` cannot apply to this host's contexts (empty when it can).
+    """Why the document ``raw`` cannot apply to this host's contexts ``known`` (the
+    configured ones and those policies add; empty when it can).
 
     Works on the parsed JSON, so that a document with schema errors also gets
     these reported in the same answer.
@@ -127,11 +177,11 @@ def fit_errors(
     changes = raw.get("contexts")
     if not isinstance(changes, Mapping):
         return []
-    known = {ctx.name: ctx for ctx in base}
-    names = ", ".join(sorted(known)) or "none"
+    by_name = {ctx.name: ctx for ctx in known}
+    names = ", ".join(sorted(by_name)) or "none"
     errors: list[PolicyError] = []
     for name, change in changes.items():
-        ctx = known.get(name)
+        ctx = by_name.get(name)
         if ctx is None:
             errors.append(
                 PolicyError(f"contexts.{name}", f"unknown context, this host has: {names}")
@@ -140,8 +190,11 @@ def fit_errors(
         if not isinstance(change, Mapping):
             continue
         for f in FIELDS:
-            if f.fits is not None and f.name in change:
+            if f.name not in change:
+                continue
+            msg = f.of(ctx) if f.of is not None else None
+            if msg is None and f.fits is not None:
                 msg = f.fits(ctx, change[f.name], capacity_of)
-                if msg is not None:
-                    errors.append(PolicyError(f"contexts.{name}.{f.name}", msg))
+            if msg is not None:
+                errors.append(PolicyError(f"contexts.{name}.{f.name}", msg))
     return errors

@@ -10,7 +10,7 @@ highest generations live in a file of their own (:mod:`damond.policy.highwater`)
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -25,6 +25,7 @@ from damond.policy.document import (
     Address,
     ParsedPolicy,
     PolicyDocument,
+    PolicyError,
     Scope,
     address_errors,
 )
@@ -34,6 +35,10 @@ from damond.policy.merge import Policies
 from damond.policy.signing import signer_of
 
 STATE_FILE = "policy.json"
+
+LoadCheck = Callable[[Scope, ParsedPolicy, Policies], list[PolicyError]]
+"""Why a persisted policy of a scope no longer fits this host, given the less specific
+scopes' policies kept before it (the contexts it adds, against ``[policy]``)."""
 
 log = structlog.get_logger("damond.policy")
 
@@ -71,9 +76,16 @@ class PolicyStore:
         self.high_water = high_water or HighWater(path.parent / HIGH_WATER_FILE)
 
     @classmethod
-    def load(cls, state_dir: Path, address: Address, keys: Sequence[Ed25519PublicKey] = ()) -> Self:
-        """The persisted policies that still verify; a corrupt or unreadable file is
-        moved aside and logged, and temp files of an interrupted write are removed."""
+    def load(
+        cls,
+        state_dir: Path,
+        address: Address,
+        keys: Sequence[Ed25519PublicKey] = (),
+        check: LoadCheck | None = None,
+    ) -> Self:
+        """The persisted policies that still verify and pass ``check``; a corrupt or
+        unreadable file is moved aside and logged, and temp files of an interrupted
+        write are removed."""
         path = state_dir / STATE_FILE
         remove_temp_files(path)
         store = cls(path, address, high_water=HighWater.load(state_dir))
@@ -84,7 +96,7 @@ class PolicyStore:
         except StateFileError as exc:
             move_aside(path, str(exc), "policy state file")
             return store
-        for scope, (parsed, signer) in _verified(loaded, address, keys).items():
+        for scope, (parsed, signer) in _verified(loaded, address, keys, check).items():
             store._policies[scope] = parsed
             store.high_water.fold(address.scope_key(scope), signer, parsed.document.generation)
         if store._policies:
@@ -155,14 +167,23 @@ class PolicyStore:
 
 
 def _verified(
-    loaded: dict[Scope, ParsedPolicy], address: Address, keys: Sequence[Ed25519PublicKey]
+    loaded: dict[Scope, ParsedPolicy],
+    address: Address,
+    keys: Sequence[Ed25519PublicKey],
+    check: LoadCheck | None,
 ) -> dict[Scope, tuple[ParsedPolicy, str]]:
-    """The loaded policies that the configured keys still sign and that are addressed
-    to this host, with their signers; each one left out is logged."""
+    """The loaded policies that the configured keys still sign, that are addressed
+    to this host and pass ``check`` (least specific first), with their signers; each
+    one left out is logged."""
     kept: dict[Scope, tuple[ParsedPolicy, str]] = {}
-    for scope, parsed in loaded.items():
+    for scope in SCOPES_BY_PRECEDENCE:
+        parsed = loaded.get(scope)
+        if parsed is None:
+            continue
         signer, errors = signer_of(parsed.raw, keys)
         errors += address_errors(parsed.document, scope, address)
+        if check is not None:
+            errors += check(scope, parsed, {s: p for s, (p, _) in kept.items()})
         if signer is None or errors:
             log.warning(
                 "persisted policy not applied: it no longer passes this host's checks",

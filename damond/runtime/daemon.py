@@ -26,6 +26,7 @@ from damond.policy.signing import configured_keys
 from damond.policy.store import STATE_FILE, PolicyStore, saved_policy_exists
 from damond.runtime.configsource import ConfigSource
 from damond.runtime.hangup import catch_hangup, take_hangup
+from damond.runtime.policylimits import host_limits, load_check
 from damond.runtime.reload import EffectiveContexts, Reloader, configured_contexts
 from damond.runtime.sdnotify import Notifier, watchdog_period_s
 from damond.runtime.service_status import ServiceNotifications, no_mqtt_state
@@ -38,8 +39,21 @@ def make_backend(settings: Settings) -> Backend:
         start = time.monotonic()
         return SimBackend(settings.simulation, settings.contexts, lambda: time.monotonic() - start)
     if settings.backend == "sysfs":
-        return SysfsBackend(settings, [build_context(c) for c in settings.contexts])
+        return SysfsBackend(
+            with_policy_spares(settings), [build_context(c) for c in settings.contexts]
+        )
     raise EnvironmentRefused(f"unknown backend {settings.backend!r}")
+
+
+def with_policy_spares(settings: Settings) -> Settings:
+    """``settings`` with an idle kdamond staged for each context policies may add
+    (``nr_kdamonds`` cannot grow while any kdamond runs), beside the reload's spares."""
+    if not settings.policy.allow_new_contexts:
+        return settings
+    spares = settings.sysfs.spare_kdamonds + settings.policy.max_new_contexts
+    return settings.model_copy(
+        update={"sysfs": settings.sysfs.model_copy(update={"spare_kdamonds": spares})}
+    )
 
 
 def node_capacity(settings: Settings, supervisor: Supervisor) -> CapacityOf:
@@ -66,7 +80,6 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
     """
     log = structlog.get_logger("damond")
     backend = make_backend(settings)
-    metrics = DaemonMetrics(backend, mqtt_enabled=settings.mqtt.enabled)
 
     # policy: accepted policies are loaded before anything runs, then applied on top
     store: PolicyStore | None = None
@@ -74,7 +87,10 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
     if settings.mqtt.enabled:
         keys = configured_keys(settings.mqtt)
         address = Address(settings.mqtt.host_id, settings.mqtt.group)
-        store = PolicyStore.load(settings.state_dir, address, keys)
+        limits = host_limits(settings)
+        store = PolicyStore.load(
+            settings.state_dir, address, keys, load_check(settings.contexts, limits)
+        )
         effective = tuple(store.effective_contexts(settings.contexts))
         running = settings.model_copy(update={"contexts": effective})
     elif saved_policy_exists(settings.state_dir):
@@ -84,7 +100,9 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
             path=str(settings.state_dir / STATE_FILE),
         )
 
-    supervisor = Supervisor(running, backend, observers=[metrics])
+    supervisor = Supervisor(running, backend)
+    metrics = DaemonMetrics(backend, mqtt_enabled=settings.mqtt.enabled, goals=supervisor.goal_of)
+    supervisor.observers.append(metrics)
     services = supervisor.services
 
     # metrics: the exporter observes every iteration (above); the endpoint is a service
@@ -95,6 +113,7 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
             lambda: supervisor.statuses,
             settings.interval_s,
             config_only if store is None else policy_target_source(store),
+            supervisor.goal_of,
         )
         services.append(endpoint.serve)
 
@@ -111,6 +130,7 @@ async def run_daemon(settings: Settings, source: ConfigSource | None = None) -> 
             node_capacity(settings, supervisor),
             keys=keys,
             metrics=metrics,
+            limits=limits,
         )
         services.append(channel.run)
         mqtt_state = channel.connection_state

@@ -48,7 +48,7 @@ class ContextLoop:
         self.interval_s = interval_s
         self.observers = list(observers)
         self.record_history = record_history
-        self.status = ContextStatus(cfg.name, cfg.goal.metric, cfg.goal.nid, cfg.goal.target_bp)
+        self.status = ContextStatus(cfg.name, cfg.goal.metric, cfg.goal.nid, cfg.goal.target)
         self.log = structlog.get_logger("damond.context").bind(context=cfg.name)
         self._started = False
         self._needs_restart = False
@@ -61,7 +61,7 @@ class ContextLoop:
     def reconfigure(self, cfg: ContextConfig) -> None:
         """Take new settings online; DAMON objects are rebuilt only if they changed."""
         self._needs_restart |= self.control.reconfigure(cfg)
-        self.status.target_bp = cfg.goal.target_bp
+        self.status.target_bp = cfg.goal.target
         self.log.info(
             "context reconfigured",
             target_bp=cfg.goal.target_bp,
@@ -116,7 +116,9 @@ class ContextLoop:
         status.acting = tick.acting
         status.held = tick.held
         status.held_reason = tick.held_reason
-        status.move = self.coordinator.tiers.move(self.cfg.node, self.cfg.scheme.target_nid)
+        dest = self.cfg.scheme.target_nid
+        move = self.coordinator.tiers.move(self.cfg.node, dest) if dest is not None else None
+        status.move = move or self.cfg.scheme.action
         status.up = snap.running
         status.metric_bp = metric
         status.snapshot = snap

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from damond.backend.base import Backend
-from damond.config import ContextConfig, Settings
+from damond.config import ContextConfig, GoalConfig, Settings
 from damond.control.coordinator import Coordinator
 from damond.control.status import ContextStatus, silent_contexts
 from damond.control.tiers import Tiers
@@ -64,6 +64,11 @@ class Supervisor:
     @property
     def statuses(self) -> dict[str, ContextStatus]:
         return {name: loop.status for name, loop in self.loops.items()}
+
+    def goal_of(self, name: str) -> GoalConfig | None:
+        """The goal in force of a running context (a policy may have added or changed it)."""
+        loop = self.loops.get(name)
+        return None if loop is None else loop.cfg.goal
 
     @property
     def all_iterated(self) -> bool:

@@ -18,16 +18,21 @@ class AcceptedPolicies(Protocol):
 
 
 def policy_target_source(accepted: AcceptedPolicies) -> TargetSource:
-    """The most specific accepted policy that sets a context's ``target_bp`` (host over
-    group over fleet, as merging takes it), else the configuration file."""
+    """The most specific accepted policy that sets a context's target (``target_bp`` or
+    ``target_us``) or adds the context, host over group over fleet as merging takes it,
+    else the configuration file."""
 
     def target_layer(name: str) -> TargetLayer:
         policies = accepted.policies
         for scope in reversed(SCOPES_BY_PRECEDENCE):
             parsed = policies.get(scope)
-            change = None if parsed is None else parsed.document.contexts.get(name)
-            if parsed is not None and change is not None and change.target_bp is not None:
-                return TargetLayer(scope.value, parsed.document.generation)
+            if parsed is None:
+                continue
+            doc = parsed.document
+            change = doc.contexts.get(name)
+            sets = change is not None and (change.target_bp, change.target_us) != (None, None)
+            if sets or any(ctx.name == name for ctx in doc.add_contexts):
+                return TargetLayer(scope.value, doc.generation)
         return CONFIG_LAYER
 
     return target_layer
