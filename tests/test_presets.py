@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from damond.config import ConfigError, ContextConfig, Mode, load_settings
+from damond.control.pageclass import PageClass
 from damond.simulation.run import run_simulation
 from tests.conftest import damond_env, run_cli
 
@@ -205,3 +206,15 @@ def test_mtier_keeps_dram_near_99_6_percent_used_as_the_workload_grows(mode: str
     # the demotion context sees the same node from the other side
     assert all(abs(v + free[t] - 10_000) <= 1 for t, v in settled if t in free)
     assert result.contexts[0].final_bp == at(600)
+
+
+def test_an_unlimited_age_reads_as_any_age_at_the_samples_short_intervals(
+    tmp_path: Path,
+) -> None:
+    """age_max at the kernel's largest value is no limit, also at 100 ms aggregations
+    (it read "aged 0-4.29497e+08 s" once)."""
+    promote, demote = load(tmp_path, PRESET)
+    assert PageClass.of(promote).describe() == (
+        "pages accessed in 5%-100% of samples, aged 0 s or more"
+    )
+    assert PageClass.of(demote).describe().endswith("aged 0 s or more")

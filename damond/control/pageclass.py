@@ -9,9 +9,13 @@ classes overlap: a hot-page promoter and a cold-page demoter never do.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from damond.config import ContextConfig
+
+AGE_UNLIMITED = 2**32 - 1
+"""The kernel's largest ``age_max`` (and the config's default): any age."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +36,8 @@ class PageClass:
             freq_min=min(1.0, pattern.nr_accesses_min / samples),
             freq_max=min(1.0, pattern.nr_accesses_max / samples),
             age_min_s=pattern.age_min * aggr_s,
-            age_max_s=pattern.age_max * aggr_s,
+            # the largest age_max means "no limit", whatever the aggregation interval
+            age_max_s=math.inf if pattern.age_max >= AGE_UNLIMITED else pattern.age_max * aggr_s,
         )
 
     def overlap(self, other: PageClass) -> PageClass | None:
@@ -52,7 +57,7 @@ class PageClass:
     def describe(self) -> str:
         """``pages accessed in 50-100 % of samples, aged 3 s or more``."""
         freq = f"{self.freq_min:.0%}-{self.freq_max:.0%}"
-        if self.age_max_s >= 2**31:
+        if math.isinf(self.age_max_s):
             age = f"aged {self.age_min_s:g} s or more"
         else:
             age = f"aged {self.age_min_s:g}-{self.age_max_s:g} s"
