@@ -34,7 +34,7 @@ def config(mode: str, target_bp: int) -> str:
     # The hot set is small (hundreds of MiB) and DAMON's first regions are huge, so
     # the quotas are small: damond's controller gets 8 MiB per 1 s window (about
     # 200 bp), the kernel's tuners 4 MiB per 100 ms window. Under TCG migrated pages
-    # look hot at their destination only after about 2 s: the controller's lag_s.
+    # look hot at their destination only 2-3 s later: the controller's lag_s.
     reset_ms, max_bytes = (1000, 8 << 20) if mode == "daemon" else (100, 4 << 20)
     tuner = "temporal" if mode == "native" else "consist"
     return f"""backend = "sysfs"
@@ -57,7 +57,7 @@ node = 1
 mode = "{mode}"
 intervals = {{ sample_us = 5000, aggr_us = 100000, update_us = 1000000 }}
 goal = {{ metric = "node_eligible_mem_bp", nid = 0, target_bp = {target_bp} }}
-controller = {{ tuner = "{tuner}", lag_s = 2.0 }}
+controller = {{ tuner = "{tuner}", lag_s = 3.0 }}
 
 [contexts.scheme]
 target_nid = 0
