@@ -30,13 +30,9 @@ CONFIG = "/tmp/damond.toml"
 LOG = "/tmp/damond.log"  # main() moves it next to the result, for reading after the run
 
 
-def config(mode: str, target_bp: int) -> str:
-    # The hot set is small (hundreds of MiB) and DAMON's first regions are huge, so
-    # the quotas are small: damond's controller gets 8 MiB per 1 s window (about
-    # 200 bp), the kernel's tuners 4 MiB per 100 ms window. Under TCG migrated pages
-    # look hot at their destination only 2-3 s later: the controller's lag_s.
-    reset_ms, max_bytes = (1000, 8 << 20) if mode == "daemon" else (100, 4 << 20)
-    tuner = "temporal" if mode == "native" else "consist"
+def service_header() -> str:
+    """The service part of every guest config: damond on the guest's sysfs, debug logs,
+    no metrics endpoint or broker, at least 100 regions."""
     return f"""backend = "sysfs"
 state_dir = "{STATE_DIR}"
 log_level = "debug"
@@ -50,7 +46,17 @@ enabled = false
 
 [sysfs]
 nr_regions_min = 100
+"""
 
+
+def config(mode: str, target_bp: int) -> str:
+    # The hot set is small (hundreds of MiB) and DAMON's first regions are huge, so
+    # the quotas are small: damond's controller gets 8 MiB per 1 s window (about
+    # 200 bp), the kernel's tuners 4 MiB per 100 ms window. Under TCG migrated pages
+    # look hot at their destination only 2-3 s later: the controller's lag_s.
+    reset_ms, max_bytes = (1000, 8 << 20) if mode == "daemon" else (100, 4 << 20)
+    tuner = "temporal" if mode == "native" else "consist"
+    return f"""{service_header()}
 [[contexts]]
 name = "pull"
 node = 1

@@ -68,20 +68,7 @@ controller = {{ lag_s = 3.0 }}
     scheme = """access_pattern = { nr_accesses_min = 1, age_min = 0 }
 quota = { max_bytes = 8388608, reset_interval_ms = 1000 }
 """
-    return f"""backend = "sysfs"
-state_dir = "{gs.STATE_DIR}"
-log_level = "debug"
-interval_s = 1.0
-
-[metrics]
-enabled = false
-
-[mqtt]
-enabled = false
-
-[sysfs]
-nr_regions_min = 100
-
+    return f"""{gs.service_header()}
 [[contexts]]
 name = "pull"
 node = 1
