@@ -4,42 +4,12 @@ from __future__ import annotations
 
 import random
 
-from damond.backend.simulated.machine import SimMachine
 from damond.backend.simulated.memory import Chunk
 from damond.backend.simulated.regions import Monitor
 from damond.backend.simulated.space import AddressSpace
-from damond.config import GiB, MemorySetConfig, MiB, SimNodeConfig, SimulationConfig
-from damond.model import damon as model
-
-
-def machine(**cfg: object) -> SimMachine:
-    base = SimulationConfig(
-        nodes=(
-            SimNodeConfig(id=0, capacity_bytes=8 * GiB),
-            SimNodeConfig(id=1, capacity_bytes=8 * GiB),
-        ),
-        sets=(MemorySetConfig(name="hot", bytes=4 * GiB, access_rate=1.0, placement=1),),
-        shifts=(),
-    )
-    return SimMachine(base.model_copy(update=cfg))
-
-
-def pull(quota_bytes: int, name: str = "pull") -> model.Context:
-    return model.Context(
-        name=name,
-        operations=model.Operations.PADDR,
-        intervals=model.Intervals(sample_us=50_000, aggr_us=1_000_000),
-        nodes=(1,),
-        schemes=(
-            model.Scheme(
-                action=model.Action.MIGRATE_HOT,
-                target_nid=0,
-                access_pattern=model.AccessPattern(nr_accesses_min=10, age_min=3),
-                quota=model.Quota(bytes=quota_bytes, reset_interval_ms=1000),
-            ),
-        ),
-    )
-
+from damond.config import GiB, MemorySetConfig, MiB, SimNodeConfig
+from tests.test_simmachine import context as pull
+from tests.test_simmachine import machine
 
 FULL_DEST = {
     "nodes": (

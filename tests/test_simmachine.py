@@ -28,9 +28,10 @@ def context(
     age_min: int = 3,
     goals: tuple[model.QuotaGoal, ...] = (),
     tuner: model.GoalTuner = model.GoalTuner.CONSIST,
+    name: str = "pull",
 ) -> model.Context:
     return model.Context(
-        name="pull",
+        name=name,
         operations=model.Operations.PADDR,
         intervals=model.Intervals(sample_us=50_000, aggr_us=1_000_000),
         nodes=(1,),
