@@ -78,10 +78,15 @@ def test_push_and_pull_contexts_hold_the_goal(guest: dict[str, Any]) -> None:
     assert view["settle_s"] is not None, res["view"]
     assert view["window_s"] >= 60, res["view"]
     assert abs(view["median_error_bp"]) <= 300, res["view"]
-    # under TCG the host's load shows: 123-164 bp at a load of about 4 on 2 cores,
-    # 300-570 bp at 7-12 (the kdamonds and the workload starve, readings jump)
+    # The median is the reading's (the goal counts every hot page of the guest; the
+    # workload's pages sat 67-278 bp above it). The sigma held to 200 bp is the pages'
+    # (where the hot set is, what the moves change): DAMON's reading under TCG also
+    # jumps by itself, +700-800 bp for 3-5 s and back (26 MiB in a second, three times
+    # the quota: no migration made it), so its sigma (131-306 bp) is reported only.
     load = os.getloadavg()[0]
-    assert view["sigma_bp"] <= 200, f"host load {load:.1f}: {res['view']}"
+    detail = f"host load {load:.1f}: pages {res['samples']}"
+    assert pages["settle_s"] is not None, detail
+    assert pages["sigma_bp"] <= 200, detail
     assert res["acting"]["pull"] > 0  # the pull context brought the hot pages in
     assert res["damond_rc"] == 0, res.get("stderr_tail")
     assert res["nr_kdamonds_after_exit"] == "0"

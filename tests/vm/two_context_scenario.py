@@ -63,7 +63,7 @@ def config() -> str:
     common = f"""mode = "daemon"
 intervals = {{ {INTERVALS} }}
 goal = {{ metric = "node_eligible_mem_bp", nid = 0, target_bp = {TARGET_BP} }}
-controller = {{ lag_s = 3.0 }}
+controller = {{ lag_s = 5.0 }}
 """
     scheme = """access_pattern = { nr_accesses_min = 1, age_min = 0 }
 quota = { max_bytes = 8388608, reset_interval_ms = 1000 }
