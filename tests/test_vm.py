@@ -10,9 +10,7 @@ kernel the tests are skipped with a loud reason, and fail in CI.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +27,7 @@ GUEST_TIMEOUT_S = 420
 @pytest.fixture(scope="module", params=vmguest.SUITES)
 def guest(request: pytest.FixtureRequest) -> dict[str, Any]:
     suite: str = request.param
-    why = vmguest.missing_requirements(suite)
-    if why:
-        message = f"VM TESTS NOT RUN ({suite}): {why}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
+    vmguest.skip_or_fail("VM TESTS", suite, vmguest.missing_requirements(suite))
     out = ROOT / ".vm" / f"result-{suite}.json"
     out.parent.mkdir(exist_ok=True)
     out.unlink(missing_ok=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -42,13 +41,7 @@ def peer_module() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def guest() -> dict[str, Any]:
-    why = vmguest.missing_requirements("sid")
-    if why:
-        message = f"VM TESTS NOT RUN (sid): {why}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
+    vmguest.skip_or_fail("VM TESTS", "sid", vmguest.missing_requirements("sid"))
     peer = peer_module()
     data: dict[str, Any] = peer.run()
     info = data["guest"]

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +54,7 @@ def not_runnable() -> str | None:
 
 @pytest.fixture(scope="module")
 def guest() -> dict[str, Any]:
-    why = not_runnable()
-    if why:
-        message = f"VM SYSTEMD TESTS NOT RUN ({SUITE}): {why}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
+    vmguest.skip_or_fail("VM SYSTEMD TESTS", SUITE, not_runnable())
     venv = subprocess.run(
         [ROOT / "tests/vm/system-venv.sh", ROOT, SYSTEM_VENV],
         capture_output=True,

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import compileall
 import json
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +40,7 @@ SETTLED_SAMPLES = 5  # of the 8 unchanging ones (1 s apart) that end a run early
 
 
 def boot(suite: str, parts: tuple[str, ...]) -> dict[str, Any]:
-    why = vmguest.missing_requirements(suite)
-    if why:
-        message = f"VM WORKLOAD TESTS NOT RUN ({suite}): {why}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip(message)
+    vmguest.skip_or_fail("VM WORKLOAD TESTS", suite, vmguest.missing_requirements(suite))
     # byte-compiled here, not by the guest's Python (about 14 times slower under TCG)
     compileall.compile_dir(ROOT / "damond", quiet=1)
     out = ROOT / ".vm" / f"result-workloads-{suite}.json"

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def missing_requirements(suite: str) -> str | None:
     if k is None or not (k / "vmlinuz").is_file() or not (k / "initrd.gz").is_file():
         return f"no {suite} guest kernel in {cache_dir()} (run tests/vm/fetch-kernel.sh {suite})"
     return None
+
+
+def skip_or_fail(kind: str, suite: str, why: str | None) -> None:
+    """When VM tests cannot run here (``why``): fail in CI (``CI=true``), where they
+    must run; elsewhere warn loudly and skip."""
+    if why is None:
+        return
+    import pytest  # here, not at the top: the benchmarks import this module without it
+
+    message = f"{kind} NOT RUN ({suite}): {why}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    warnings.warn(message, stacklevel=2)
+    pytest.skip(message)
 
 
 @dataclass(frozen=True)
