@@ -66,7 +66,7 @@ def run(env: str = "") -> dict[str, Any]:
     out = ROOT / ".vm" / "result-peer.json"
     out.parent.mkdir(exist_ok=True)
     out.unlink(missing_ok=True)
-    script = f"{env} {sys.executable} {ROOT / 'tests/vm/two_context_scenario.py'} {out} {damo}\n"
+    script = f"{env} {sys.executable} -m tests.vm.two_context_scenario {out} {damo}\n"
     guest = vmguest.run_in_guest("sid", ROOT, script, timeout_s=GUEST_TIMEOUT_S)
     if not out.exists():
         raise RuntimeError(f"no guest result:\n{guest.out[-3000:]}\n{guest.console[-3000:]}")

@@ -46,7 +46,7 @@ def boot(suite: str, parts: tuple[str, ...]) -> dict[str, Any]:
     out = ROOT / ".vm" / f"result-workloads-{suite}.json"
     out.parent.mkdir(exist_ok=True)
     out.unlink(missing_ok=True)
-    script = f"{sys.executable} {ROOT / 'tests/vm/cgroup_scenario.py'} {out} {' '.join(parts)}\n"
+    script = f"{sys.executable} -m tests.vm.cgroup_scenario {out} {' '.join(parts)}\n"
     result = vmguest.run_in_guest(suite, ROOT, script, timeout_s=GUEST_TIMEOUT_S)
     print(f"\n[{suite}] kernel {result.kernel}: guest ran {result.wall_s:.0f} s, rc {result.rc}")
     assert out.exists(), f"no guest result:\n{result.out[-3000:]}\n{result.console[-3000:]}"

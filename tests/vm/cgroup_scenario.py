@@ -8,12 +8,11 @@ each of its cgroups, bound to node 1, runs damond with contexts over node 1 whos
 ``damond check`` instead. One JSON result for every part. Standard library only:
 Python under TCG is slow.
 
-usage: cgroup_scenario.py <out.json> <part>...   (parts: see PARTS)
+usage: python -m tests.vm.cgroup_scenario <out.json> <part>...   (parts: see PARTS)
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -23,11 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ADMIN = Path("/sys/kernel/mm/damon/admin")
+from tests.vm import guest_scenario as gs
+
 CGROUP = Path("/sys/fs/cgroup")
-PY = sys.executable
-CONFIG = "/tmp/damond.toml"
-STATE_DIR = "/tmp/damond-state"
 WORKLOAD_MIB = 96
 SETTLE_SAMPLES = 8
 """Consecutive samples (one a second) with every scheme standing still and no share
@@ -73,7 +70,7 @@ while True:
 """
     procs = CGROUP / cgroup / "cgroup.procs"
     join = f'echo $$ > {procs} && exec numactl --membind=1 "$0" -c "$1"'
-    p = subprocess.Popen(["sh", "-c", join, PY, code], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(["sh", "-c", join, gs.PY, code], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     if p.stdout.readline().strip() != "ready":
         raise RuntimeError(f"workload of {cgroup} did not start (rc {p.wait()})")
@@ -104,18 +101,6 @@ def node_total_bytes(node: int) -> int:
     raise RuntimeError(f"no MemTotal for node {node}")
 
 
-def read(path: Path) -> str:
-    """A sysfs file's value; EBUSY (DAMON's lock taken by damond) is retried."""
-    for _ in range(200):
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                return f"<{exc.strerror}>"
-            time.sleep(0.05)
-    return "<EBUSY>"
-
-
 QUOTA = {"native": (2 << 20, 100), "daemon": (2 << 20, 1000)}
 """(max_bytes, reset_interval_ms) per mode. native: the kernel's tuner evaluates the goal
 every 100 ms window; daemon: damond sets the quota once per 1 s iteration."""
@@ -124,20 +109,7 @@ every 100 ms window; daemon: damond sets the quota once per 1 s iteration."""
 def config(contexts: list[tuple[str, str, int]]) -> str:
     """One context over node 1 per (mode, cgroup, target_bp), pulling the cgroup's hot
     pages to node 0 (a memcg filter) towards its node_memcg_used_bp target on node 0."""
-    out = f"""backend = "sysfs"
-state_dir = "{STATE_DIR}"
-log_level = "debug"
-interval_s = 1.0
-
-[metrics]
-enabled = false
-
-[mqtt]
-enabled = false
-
-[sysfs]
-nr_regions_min = 100
-"""
+    out = gs.service_header()
     for mode, cgroup, target_bp in contexts:
         max_bytes, reset_ms = QUOTA[mode]
         # native: full quota below the target, none at it (7.1+); daemon mode: damond's own
@@ -164,15 +136,15 @@ def migrate_schemes() -> dict[str, Path]:
     """Damond's running migrate_hot schemes in the guest's tree, by their memcg filter's
     cgroup (``ops_filters`` on 6.15+, ``filters`` before)."""
     out: dict[str, Path] = {}
-    for kd in sorted((ADMIN / "kdamonds").glob("[0-9]*")):
-        if read(kd / "state") != "on":
+    for kd in sorted((gs.ADMIN / "kdamonds").glob("[0-9]*")):
+        if gs.read(kd / "state") != "on":
             continue
         for scheme in sorted(kd.glob("contexts/0/schemes/[0-9]*")):
-            if read(scheme / "action") != "migrate_hot":
+            if gs.read(scheme / "action") != "migrate_hot":
                 continue
             for f in scheme.glob("*filters/[0-9]*"):
-                if read(f / "type") == "memcg":
-                    out[read(f / "memcg_path").lstrip("/")] = scheme
+                if gs.read(f / "type") == "memcg":
+                    out[gs.read(f / "memcg_path").lstrip("/")] = scheme
     return out
 
 
@@ -180,14 +152,14 @@ def scheme_files(scheme: Path) -> dict[str, Any]:
     """What damond wrote: goal, tuner and every filter of the scheme."""
     goal = scheme / "quotas/goals/0"
     out: dict[str, Any] = {
-        "target_nid": read(scheme / "target_nid"),
-        "nr_goals": read(scheme / "quotas/goals/nr_goals"),
+        "target_nid": gs.read(scheme / "target_nid"),
+        "nr_goals": gs.read(scheme / "quotas/goals/nr_goals"),
         "goal": {
-            f: read(goal / f)
+            f: gs.read(goal / f)
             for f in ("target_metric", "target_value", "nid", "path")
             if (goal / f).exists()
         },
-        "goal_tuner": read(scheme / "quotas/goal_tuner")
+        "goal_tuner": gs.read(scheme / "quotas/goal_tuner")
         if (scheme / "quotas/goal_tuner").exists()
         else None,
         "filters": {},
@@ -196,7 +168,7 @@ def scheme_files(scheme: Path) -> dict[str, Any]:
         if not (scheme / where).is_dir():
             continue
         out["filters"][where] = [
-            {f.name: read(f) for f in sorted(fdir.iterdir()) if f.is_file()}
+            {f.name: gs.read(f) for f in sorted(fdir.iterdir()) if f.is_file()}
             for fdir in sorted((scheme / where).glob("[0-9]*"))
         ]
     return out
@@ -251,7 +223,7 @@ def converge(
     res["contexts"] = [
         {"mode": m, "cgroup": cg, "target_bp": t, "quota": list(QUOTA[m])} for m, cg, t in contexts
     ]
-    Path(CONFIG).write_text(config(contexts))
+    Path(gs.CONFIG).write_text(config(contexts))
     loads: dict[str, subprocess.Popen[str]] = {}
     for cg in cgroups:
         loads[cg] = workload(cg)
@@ -260,7 +232,9 @@ def converge(
         loads[cg].send_signal(signal.SIGSTOP)
     started = time.monotonic()
     with open(log, "w") as out:
-        damond = subprocess.Popen([PY, "-m", "damond", "run", "-c", CONFIG], stdout=out, stderr=out)
+        damond = subprocess.Popen(
+            [gs.PY, "-m", "damond", "run", "-c", gs.CONFIG], stdout=out, stderr=out
+        )
     samples: list[dict[str, Any]] = []
     try:
         wanted = {cg for _, cg, _ in contexts}
@@ -289,7 +263,7 @@ def converge(
                     "bp": {cg: lru[cg].get(0, 0) * 10000 // total for cg in loads},
                     "lru": lru,
                     "effective_bytes": {
-                        cg: read(scheme / "quotas/effective_bytes")
+                        cg: gs.read(scheme / "quotas/effective_bytes")
                         for cg, scheme in schemes.items()
                     },
                 }
@@ -303,7 +277,7 @@ def converge(
         if damond.poll() is None:
             damond.send_signal(signal.SIGTERM)
         res["damond_rc"] = damond.wait(timeout=60)
-        res["nr_kdamonds_after_exit"] = read(ADMIN / "kdamonds/nr_kdamonds")
+        res["nr_kdamonds_after_exit"] = gs.read(gs.ADMIN / "kdamonds/nr_kdamonds")
         res["damond_metric_bp"] = damond_metrics(log)
         res["log_problems"] = [
             e for e in log_events(log) if e.get("level") in ("error", "warning", "critical")
@@ -317,9 +291,12 @@ def converge(
 
 def check(res: dict[str, Any], log: Path, contexts: list[tuple[str, str, int]]) -> None:
     """``damond check``: what the kernel measures itself and what damond computes."""
-    Path(CONFIG).write_text(config(contexts))
+    Path(gs.CONFIG).write_text(config(contexts))
     r = subprocess.run(
-        [PY, "-m", "damond", "check", "-c", CONFIG], capture_output=True, text=True, timeout=300
+        [gs.PY, "-m", "damond", "check", "-c", gs.CONFIG],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     res.update(rc=r.returncode, stdout=r.stdout, stderr=r.stderr[-2000:])
 

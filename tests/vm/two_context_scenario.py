@@ -14,12 +14,11 @@ One boot, four parts, one JSON result:
   damo's tree as it was.
 
 Standard library only (and guest_scenario's helpers). usage:
-two_context_scenario.py <out.json> <damo dir (PYTHONPATH holding damo)>
+python -m tests.vm.two_context_scenario <out.json> <damo dir (PYTHONPATH holding damo)>
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import mmap
 import os
@@ -30,22 +29,9 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-
-def _guest_scenario() -> ModuleType:
-    """guest_scenario.py beside this file, for its workload and sysfs helpers."""
-    spec = importlib.util.spec_from_file_location(
-        "guest_scenario", Path(__file__).resolve().parent / "guest_scenario.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gs = _guest_scenario()
+from tests.vm import guest_scenario as gs
 
 TARGET_BP = 6000
 BAND_BP = 300
