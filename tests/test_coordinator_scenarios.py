@@ -145,6 +145,19 @@ def test_a_big_known_gap_closes_in_one_detection_lag_plus_its_bytes_over_the_rat
     assert result.machine_migrated_bytes <= 1.15 * 2 * GiB
 
 
+def test_a_grown_hot_set_is_promoted_in_one_sweep() -> None:
+    """At 1200 s the hot set grows from 8 to 12 GiB on CXL: 2.4 GiB must go to DRAM.
+    Its pages showed there 4-5 s after they moved but counted in flight for the
+    default 6 s, so the promoter held while the reading still fell short, and moved
+    the last 250 MiB at ``gain``: DRAM's share crawled from 5781 to 5947 bp until 1221 s.
+    The lag learnt from the first batch ends each batch's count once it is seen."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios" / "growing-hot-set.toml"
+    result = simulate(load_settings(path, {"backend": "simulated"}), 1240)
+    grow = [(t, v) for t, v in result.history["promote"] if t > 1200]
+    assert min(v for _, v in grow) < 4500  # the grown set is seen on CXL
+    assert all(5900 <= v <= 6500 for t, v in grow if t >= 1217), grow
+
+
 def test_a_dead_band_below_one_region_is_raised_so_nothing_churns() -> None:
     """Problem 3: with deadband_bp = 0 and a target between two whole numbers of regions,
     a promoter and a demoter on one goal traded a region each way every ~17 s."""

@@ -313,8 +313,11 @@ class ControllerConfig(_Strict):
     """The fraction of the gap closed per iteration once the gap is within one
     measurement step of the target (a larger gap is closed at once, but for that step)."""
     lag_s: float | None = None
-    """Time until migrated memory looks hot at its destination; derived from the
-    access pattern and intervals when unset."""
+    """Time until migrated memory looks hot at its destination: how long a moved
+    batch counts as in flight. When unset, damond learns it: the longest of the last
+    three times a batch moved after a quiet spell took to show at its destination,
+    between ``age_min + 2`` and ``age_min + 3`` aggregations (the latter until one
+    has been seen)."""
     tuner: Annotated[model.GoalTuner, AnyCase] = model.GoalTuner.CONSIST
     """The kernel's quota-goal tuner in ``kernel`` mode: ``consist`` or ``temporal``."""
     kernel_feed: Annotated[KernelFeed, AnyCase] = KernelFeed.CORRECTED

@@ -12,8 +12,11 @@ quota from that:
   target (which sampling noise alone may explain), by a ``gain`` fraction per
   iteration, from the measured response; the scheme's ``max_bytes`` caps it;
 - **lag compensation**: it tells the coordinator the bytes its scheme migrated
-  within the last ``lag_s``, which DAMON does not see at their destination yet,
-  so that no context of the goal keeps pushing while the effect is in flight.
+  within ``lag_s`` of the reading (learnt when not configured), which DAMON does
+  not see at their destination yet, so that no context of the goal keeps pushing
+  while the effect is in flight;
+- **confirmed readings**: the part of a gap that only the latest reading shows is
+  left until a second one confirms it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from collections.abc import Mapping
 from damond.config import ContextConfig
 from damond.model import damon as model
 from damond.model.measurement import SchemeStats
+
+LAGS_KEPT = 3
+"""Lags seen recently that the in-flight window covers (the longest of them)."""
 
 
 def default_lag_s(ctx: ContextConfig) -> float:
@@ -38,6 +44,12 @@ def default_lag_s(ctx: ContextConfig) -> float:
     return (ctx.scheme.access_pattern.age_min + 3) * aggr_s
 
 
+def least_lag_s(ctx: ContextConfig) -> float:
+    """The shortest time a learned lag may be: one sampling, ``age_min`` aggregations,
+    and one more in which the pages are counted."""
+    return (ctx.scheme.access_pattern.age_min + 2) * ctx.intervals.aggr_us / 1e6
+
+
 class DaemonController:
     """One context's controller; keeps only its own small state."""
 
@@ -46,26 +58,71 @@ class DaemonController:
         self.interval_s = interval_s
         self.lag_s = default_lag_s(ctx)
         self._recent: deque[tuple[float, int]] = deque()
+        self._watch: tuple[float, int, int | None] | None = None
+        """A batch moved after a quiet spell: ``(time_s, bytes, destination bytes then)``."""
+        self._observed: deque[float] = deque(maxlen=LAGS_KEPT)
+        self._values: deque[tuple[float, int]] = deque()
+        """The goal's values within :attr:`confirm_s`, as ``(time_s, value_bp)``."""
         self._last_applied: int | None = None
         self._reading: dict[int, int] | None = None
-        self._reading_s = 0.0
+        self._reading_s: float | None = None
         self._applied_at_reading: int | None = None
         self._stats_at_reading: SchemeStats | None = None
         self._granted_since_reading = False
 
     def reconfigure(self, ctx: ContextConfig) -> None:
+        if ctx.intervals != self.ctx.intervals or ctx.scheme != self.ctx.scheme:
+            self._observed.clear()
         self.ctx = ctx
         self.lag_s = default_lag_s(ctx)
+
+    @property
+    def window_s(self) -> float:
+        """How long a batch counts as in flight: ``lag_s`` when configured, else the
+        longest of the last lags seen, within :func:`least_lag_s` and
+        :func:`default_lag_s` (where moved pages land decides how long DAMON takes to
+        see them: beside hot regions of the destination, or inside idle ones that must
+        split and age first)."""
+        if self.ctx.controller.lag_s is not None or not self._observed:
+            return self.lag_s
+        return min(self.lag_s, max(least_lag_s(self.ctx), max(self._observed)))
 
     def note_applied(self, now_s: float, applied_total: int) -> None:
         """Record the scheme's cumulative ``sz_applied`` counter."""
         if self._last_applied is not None and applied_total >= self._last_applied:
             delta = applied_total - self._last_applied
             if delta:
+                if not self._recent and self._watch is None:
+                    self._watch = (now_s, delta, None)
                 self._recent.append((now_s, delta))
         self._last_applied = applied_total
-        while self._recent and self._recent[0][0] <= now_s - self.lag_s:
+        self._forget_seen(now_s)
+
+    def _forget_seen(self, now_s: float) -> None:
+        """Drop the batches the latest reading sees: those moved ``window_s`` before it
+        was first seen (a reading repeated since sees no batch moved after that)."""
+        seen_s = now_s if self._reading_s is None else min(now_s, self._reading_s)
+        while self._recent and self._recent[0][0] <= seen_s - self.window_s:
             self._recent.popleft()
+
+    def note_seen(self, now_s: float, dest_bytes: int | None, step_bytes: int) -> None:
+        """Learn the lag from the one view of the destination: the time from a batch
+        moved after a quiet spell until the destination shows it (all of it but a step or
+        a quarter, whichever is more). A batch under two steps, which noise alone could
+        show, teaches nothing."""
+        if self._watch is None:
+            return
+        moved_s, size, base = self._watch
+        if dest_bytes is None or size < 2 * step_bytes:
+            self._watch = None
+        elif base is None:
+            self._watch = (moved_s, size, dest_bytes)
+        elif dest_bytes - base >= size - max(step_bytes, size // 4):
+            self._observed.append(now_s - moved_s)
+            self._watch = None
+        elif now_s - moved_s >= self.lag_s:
+            self._observed.append(self.lag_s)
+            self._watch = None
 
     def reading_is_stale(
         self, now_s: float, eligible_bytes: Mapping[int, int], stats: SchemeStats
@@ -82,17 +139,44 @@ class DaemonController:
             self._applied_at_reading = self._last_applied
             self._stats_at_reading = stats
             self._granted_since_reading = False
+            self._forget_seen(now_s)
             return False
-        if now_s - self._reading_s < self.lag_s:
+        if self._reading_s is None or now_s - self._reading_s < self.lag_s:
             return False
         if self._last_applied != self._applied_at_reading:
             return True
         return self._granted_since_reading and stats == self._stats_at_reading
 
+    @property
+    def confirm_s(self) -> float:
+        """How far back a reading confirms the next one: an iteration, or an aggregation
+        when that is longer (readings within one are the same measurement)."""
+        return max(self.interval_s, self.ctx.intervals.aggr_us / 1e6)
+
+    def unconfirmed_bp(self, now_s: float, value_bp: int, raises: bool) -> int:
+        """How much further from the target ``value_bp`` is than the reading before it
+        (within :attr:`confirm_s`), in the direction this context moves the goal. A
+        single reading can be off by far more than a step (under TCG a kdamond read a
+        steady node 560 bp below its pages' share); the part of a gap that no earlier
+        reading shows is acted on once a second one confirms it."""
+        while self._values and self._values[0][0] < now_s - self.confirm_s - 1e-9:
+            self._values.popleft()
+        before = [v for t, v in self._values if t < now_s]
+        self._values.append((now_s, value_bp))
+        if not before:
+            return 0
+        nearest = max(before) if raises else min(before)
+        return max(0, (nearest - value_bp) if raises else (value_bp - nearest))
+
     def note_granted(self, quota_bytes: int) -> None:
         """Record the size quota just set: a reading that repeats after it is stale."""
         if quota_bytes > model.IDLE_QUOTA_BYTES:
             self._granted_since_reading = True
+
+    @property
+    def reading_s(self) -> float | None:
+        """When the latest reading was first seen (None: no reading yet)."""
+        return self._reading_s
 
     @property
     def inflight_bytes(self) -> int:

@@ -81,6 +81,9 @@ class Member:
     """Bytes it moved that the measurement does not see at their destination yet."""
     time_s: float = 0.0
     """When it measured (its snapshot's time)."""
+    read_s: float | None = None
+    """When its reading was first seen, if before ``time_s``: a reading repeated since
+    (a kdamond busy migrating refreshes none) sees nothing moved after that."""
     enabled: bool = True
     moves: tuple[tuple[float, int], ...] = ()
     """The moves within ``inflight_bytes`` as ``(time_s, bytes)``, each seen in the
@@ -111,6 +114,7 @@ class Member:
         capacity_bytes: Mapping[int, int],
         inflight_bytes: int,
         time_s: float,
+        read_s: float | None = None,
         moves: tuple[tuple[float, int], ...] = (),
         seen_after_s: float = 0.0,
         tier_by_node: Mapping[int, int] | None = None,
@@ -140,6 +144,7 @@ class Member:
             capacity_bytes=capacity_bytes,
             inflight_bytes=inflight_bytes,
             time_s=time_s,
+            read_s=read_s if read_s is not None and read_s < time_s else None,
             enabled=ctx.enabled,
             moves=moves,
             seen_after_s=seen_after_s,
@@ -161,6 +166,11 @@ class Member:
         if self.movable_bytes is not None:
             return self.movable_bytes
         return self.eligible_bytes.get(self.source, 0)
+
+    @property
+    def reading_s(self) -> float:
+        """When its reading was measured."""
+        return self.time_s if self.read_s is None else self.read_s
 
     def unseen_at_source(self, reading_s: float) -> int:
         """Bytes a reading taken at ``reading_s`` still sees at the source though they
@@ -198,6 +208,9 @@ class Share:
     held_reason: str | None = None
     sharers: tuple[str, ...] = ()
     """The contexts splitting the gap with it, itself included, when more than one."""
+    dest_seen_bytes: int | None = None
+    """Memory of its class at its destination in the one view: where its moves show
+    once seen (None: a goal read as one value, or no destination)."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +233,7 @@ def plan(members: Iterable[Member]) -> Plan:
     """The plan for ``members`` (each context's latest report)."""
     goals = _by_goal(members)
     values: dict[str, tuple[int, int]] = {}
+    dest_seen: dict[str, int] = {}
     gap: dict[str, int] = {}
     held: dict[str, str] = {}
     infeasible: list[frozenset[str]] = []
@@ -240,8 +254,8 @@ def plan(members: Iterable[Member]) -> Plan:
         view = dict(reader.eligible_bytes)  # the one view counts them, both directions too
         for m in between_others:  # only what surely is not seen yet: a page of a
             # chain of hops must not count once per hop
-            view[m.dest] = view.get(m.dest, 0) + m.surely_unseen(reader.time_s)
-            later = m.unseen_at_source(reader.time_s)
+            view[m.dest] = view.get(m.dest, 0) + m.surely_unseen(reader.reading_s)
+            later = m.unseen_at_source(reader.reading_s)
             view[m.source] = max(0, view.get(m.source, 0) - later)
         value = reader.reading_bp
         if reader.reading is None:
@@ -253,12 +267,14 @@ def plan(members: Iterable[Member]) -> Plan:
             side = [m for m in group if m.raises is raises]
             for m in side:  # moved (or about to), not yet seen where it went
                 seen[m.dest] = seen.get(m.dest, 0) + m.inflight_bytes + m.pending_bytes
-                later = m.unseen_at_source(reader.time_s)
+                later = m.unseen_at_source(reader.reading_s)
                 seen[m.source] = max(0, seen.get(m.source, 0) - later)
             predicted = goal_value_bp(key.metric, key.nid, seen, capacity)
             per_bp = bytes_per_bp(key.metric, key.nid, seen, capacity)
             for m in side:
                 values[m.name] = (value, predicted)
+                if m.dest >= 0:
+                    dest_seen[m.name] = view.get(m.dest, 0)
                 gap_bp = (m.target_bp - predicted) * (1 if raises else -1)
                 if m.enabled and per_bp > 0 and gap_bp > m.deadband_bp:
                     gap[m.name] = int(gap_bp * per_bp)
@@ -290,6 +306,7 @@ def plan(members: Iterable[Member]) -> Plan:
             gap_bytes=gap.get(name, 0),
             held_reason=held.get(name),
             sharers=sharers if len(sharers) > 1 else (),
+            dest_seen_bytes=dest_seen.get(name),
         )
     return Plan(shares, cycles, infeasible)
 

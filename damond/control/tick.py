@@ -182,28 +182,31 @@ class ContextControl:
             return self._unmeasured(view.problem)
         self._problem_told = None
         deadband, notices = self._deadband(view.per_unit)
-        moves = self.controller.inflight_moves
         lru = goal.metric in ("active_mem_bp", "inactive_mem_bp")
+        # an lru action leaves the eligible bytes as they were: they tell nothing of its moves
+        stale = self.controller.reading_is_stale(snap.time_s, snap.eligible_bytes, snap.stats)
+        stale = stale and not lru
+        moves = self.controller.inflight_moves
         if view.reading is not None and not lru:  # stall shows the moves just seen in part
             moves = tuple((t, b) for t, b in moves if t >= snap.time_s)
         elif view.seen_at_once:  # the reading shows every move made before it
             moves = ()
-        share = coordinator.decide(
-            Member.of(
-                cfg,
-                deadband_bp=deadband,
-                eligible_bytes=view.quantity,
-                capacity_bytes=view.totals,
-                inflight_bytes=sum(b for _, b in moves),
-                time_s=snap.time_s,
-                moves=moves,
-                seen_after_s=seen_after_s(cfg),
-                tier_by_node=coordinator.tiers.tier_by_node,
-                movable_bytes=view.movable,
-                reading=view.reading,
-                unit_bytes=view.unit_bytes,
-            )
+        member = Member.of(
+            cfg,
+            deadband_bp=deadband,
+            eligible_bytes=view.quantity,
+            capacity_bytes=view.totals,
+            inflight_bytes=sum(b for _, b in moves),
+            time_s=snap.time_s,
+            read_s=self.controller.reading_s,
+            moves=moves,
+            seen_after_s=seen_after_s(cfg),
+            tier_by_node=coordinator.tiers.tier_by_node,
+            movable_bytes=view.movable,
+            reading=view.reading,
+            unit_bytes=view.unit_bytes,
         )
+        share = coordinator.decide(member)
         value = workload.canonical_bp(model.GoalMetric(goal.metric), share.value_bp)
         reason = share.held_reason
         tiers = coordinator.tiers
@@ -224,21 +227,23 @@ class ContextControl:
                 )
             )
         notices += self._failing_migrations(snap.stats)
-        # an lru action leaves the eligible bytes as they were: they tell nothing of its moves
-        stale = not lru and self.controller.reading_is_stale(
-            snap.time_s, snap.eligible_bytes, snap.stats
-        )
+        unconfirmed = 0
+        if view.reading is None and sum(view.quantity.values()) > 0:
+            unconfirmed = self.controller.unconfirmed_bp(snap.time_s, share.value_bp, member.raises)
         if reason is None and stale:
             quota = model.IDLE_QUOTA_BYTES  # wait for a measurement that saw the moves
         elif reason is None:
             step, demand = self.step_bytes or 0, share.demand_bytes
             if view.reading is None:
+                demand = self._confirmed(demand, share.gap_bytes, unconfirmed, view.per_unit)
                 quota = self.controller.quota_for(demand, step)
             else:  # an estimate: its gain's share, and a step at least if it is worth one
                 part = int(demand * cfg.controller.gain)
                 quota = self.controller.quota_for(max(part, step) if demand >= step else part)
         else:
             quota = model.IDLE_QUOTA_BYTES
+        if not view.seen_at_once and view.reading is None:
+            self.controller.note_seen(snap.time_s, share.dest_seen_bytes, self.step_bytes or 0)
         coordinator.granted(cfg.name, quota if quota > model.IDLE_QUOTA_BYTES else 0)
         self.controller.note_granted(quota)
         write = None if quota == self._quota_written else quota
@@ -252,6 +257,14 @@ class ContextControl:
             held_reason=reason,
             notices=tuple(notices),
         )
+
+    @staticmethod
+    def _confirmed(demand: int, gap_bytes: int, unconfirmed_bp: int, per_bp: float) -> int:
+        """``demand`` but for its part of the gap that only the latest reading shows."""
+        if demand <= 0 or gap_bytes <= 0 or unconfirmed_bp <= 0:
+            return demand
+        cut = unconfirmed_bp * per_bp * demand / gap_bytes
+        return max(0, int(demand - cut))
 
     def _unmeasured(self, problem: str | None) -> Tick:
         """Idle, and held with the reason told once, while the goal cannot be measured."""
